@@ -1,0 +1,66 @@
+"""Serving signatures of the exported SavedModel.
+
+- serving_default: serialized tf.Example of raw features (no label) -> tip_probability.
+  What TF Serving's predict/classify clients and TFX's tooling send.
+- serving_raw: one named tensor per raw feature -> tip_probability. For JSON clients that
+  would rather send {"fare": [12.5], ...} than base64 tf.Examples. Empty cells are sent as
+  the feature's default from models/features.py, which is what preprocessing fills in.
+- transform_features: serialized tf.Example with the label -> transformed features, so
+  TFMA can compute the label the same way training did.
+"""
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from models import features as F
+
+OUTPUT_KEY = "tip_probability"
+
+
+def _as_single_value_sparse(value: tf.Tensor) -> tf.SparseTensor:
+    """[batch] dense -> [batch, 1] sparse, the form the raw schema's optional features take."""
+    rows = tf.range(tf.shape(value, out_type=tf.int64)[0])
+    indices = tf.stack([rows, tf.zeros_like(rows)], axis=1)
+    return tf.SparseTensor(indices, value, tf.stack([tf.size(value, out_type=tf.int64), 1]))
+
+
+def export(model: tf.keras.Model, transform_output: tft.TFTransformOutput, export_dir: str,
+           metadata: dict[str, str] | None = None) -> None:
+    """Save `model` with the three signatures; `metadata` maps file names in assets.extra/ to text."""
+    model.tft_layer = transform_output.transform_features_layer()
+    model_input_names = list(model.input.keys()) if isinstance(model.input, dict) else model.input_names
+    raw_spec = transform_output.raw_feature_spec()
+    serving_spec = {name: spec for name, spec in raw_spec.items() if name != F.LABEL_KEY}
+
+    def predict_from_raw(raw: dict) -> dict:
+        transformed = model.tft_layer(raw)
+        probability = model({name: transformed[name] for name in model_input_names})
+        return {OUTPUT_KEY: probability}
+
+    @tf.function(autograph=False, input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serving_default(examples):
+        return predict_from_raw(tf.io.parse_example(examples, serving_spec))
+
+    @tf.function(autograph=False, input_signature=[{feature.name: tf.TensorSpec([None], feature.dtype, name=feature.name)
+                                   for feature in F.FEATURES}])
+    def serving_raw(features):
+        return predict_from_raw({name: _as_single_value_sparse(value) for name, value in features.items()})
+
+    @tf.function(autograph=False, input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def transform_features(examples):
+        return model.tft_layer(tf.io.parse_example(examples, raw_spec))
+
+    tf.saved_model.save(model, export_dir, signatures={
+        "serving_default": serving_default.get_concrete_function(),
+        "serving_raw": serving_raw.get_concrete_function(),
+        "transform_features": transform_features.get_concrete_function(),
+    })
+    # Small JSON files beside the model (hyperparameters, ...) for model cards and lineage.
+    extra = os.path.join(export_dir, "assets.extra")
+    tf.io.gfile.makedirs(extra)
+    for name, text in (metadata or {}).items():
+        with tf.io.gfile.GFile(os.path.join(extra, name), "w") as out:
+            out.write(text)

@@ -1,0 +1,1 @@
+"""TF Serving-compatible model server and clients (see serving/README.md)."""
