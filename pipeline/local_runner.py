@@ -11,7 +11,7 @@ import time
 from typing import Iterator, TextIO
 
 from absl import logging as absl_logging
-from tfx import v1 as tfx
+from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
 from pipeline import metadata, outcome
 from pipeline.config import PipelineConfig
@@ -65,7 +65,7 @@ def run_local(config: PipelineConfig, out: TextIO = sys.stdout) -> RunResult:
     error = pushed = None
     with _logs_to_file(log_path, progress):
         try:
-            tfx.orchestration.LocalDagRunner().run(tfx_pipeline)
+            LocalDagRunner().run(tfx_pipeline)
         except Exception as exc:  # reported below, naming the component that failed
             error = f"{progress.running or 'the pipeline'} failed: {exc}"
         seconds = time.monotonic() - started

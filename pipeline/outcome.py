@@ -80,7 +80,10 @@ def describe(config: PipelineConfig, run_id: str) -> Outcome:
         artifact = pusher.outputs["pushed_model"][0]
         if metadata.custom_value(artifact, "pushed") == 1:
             pushed_version = metadata.custom_value(artifact, "pushed_destination")
-            lines.append(f"Pushed: {pushed_version}")
+            if pusher.state == "CACHED":
+                lines.append(f"Nothing new to push: this model was already pushed as {pushed_version}")
+            else:
+                lines.append(f"Pushed: {pushed_version}")
         else:
             lines.append(f"Not pushed: the model was not blessed; {config.serving_dir} is unchanged.")
     return Outcome(blessed, pushed_version, "\n".join(lines))
