@@ -1,0 +1,36 @@
+"""Shared test data: small slices of the shipped taxi spans."""
+from __future__ import annotations
+
+import os
+import pathlib
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+SHIPPED_SPANS = REPO / "data" / "taxi"
+SCHEMA = REPO / "schema" / "schema.pbtxt"
+
+
+def shipped_lines(span: int) -> list[str]:
+    return (SHIPPED_SPANS / f"span-{span}" / "data.csv").read_text().splitlines(keepends=True)
+
+
+def write_span(data_root: pathlib.Path, number: int, lines: list[str]) -> pathlib.Path:
+    """Write `lines` (header first) as span `number` under `data_root`."""
+    folder = data_root / f"span-{number}"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "data.csv"
+    path.write_text("".join(lines))
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_csv(tmp_path_factory) -> pathlib.Path:
+    """1,500 rows of the newest shipped span, as one CSV file."""
+    lines = shipped_lines(4)
+    path = tmp_path_factory.mktemp("small") / "data.csv"
+    path.write_text("".join(lines[:1501]))
+    return path

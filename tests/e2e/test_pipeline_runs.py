@@ -1,0 +1,113 @@
+"""The whole pipeline with the real LocalDagRunner and ML Metadata, run after run.
+
+The tests run in file order and share one pipeline home: each scenario starts from the
+state the previous one left, as runs do in production.
+"""
+from __future__ import annotations
+
+import io
+import pathlib
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipeline import metadata
+from pipeline.config import load_config
+from pipeline.local_runner import run_local
+from serving.examples import read_csv_rows
+from tests.conftest import shipped_lines, write_span
+from tests.signature_checks import predict_both_ways
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+TRAIN_STEPS, EVAL_STEPS = 150, 10
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> pathlib.Path:
+    root = tmp_path_factory.mktemp("pipeline_home")
+    lines = shipped_lines(4)
+    write_span(root / "data", 1, lines[:1501])
+    return root
+
+
+def _config(home: pathlib.Path, *extra: str):
+    return load_config(None, [f"data_root={home / 'data'}", f"output_root={home / 'out'}", "spans=latest",
+                              f"train_steps={TRAIN_STEPS}", f"eval_steps={EVAL_STEPS}", *extra])
+
+
+def _run(home: pathlib.Path, *extra: str):
+    out = io.StringIO()
+    result = run_local(_config(home, *extra), out=out)
+    return result, out.getvalue()
+
+
+def _versions(home: pathlib.Path) -> list[str]:
+    serving = home / "out" / "serving" / "taxi_tips"
+    return sorted(p.name for p in serving.iterdir()) if serving.exists() else []
+
+
+def _states(home: pathlib.Path, run_id: str) -> dict[str, str]:
+    store = metadata.open_store(str(home / "out" / "metadata.db"))
+    return {node.node_id: node.state for node in metadata.node_runs(store, run_id)}
+
+
+# The worse model: a learning rate of zero leaves the network at its random start.
+WORSE = 'hyperparameters={"learning_rate": 0.0}'
+
+
+def test_first_run_blesses_and_pushes(home):
+    result, output = _run(home)
+    assert result.succeeded, output
+    assert "Blessing: BLESSED" in output
+    assert _versions(home) == [pathlib.Path(result.pushed_version).name]
+    assert f"Pushed: {result.pushed_version}" in output
+    for component in ("CsvExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator", "Pusher"):
+        assert f"{component} done in" in output
+
+
+def test_pushed_model_predicts_csv_rows_through_both_signatures(home):
+    version = home / "out" / "serving" / "taxi_tips" / _versions(home)[0]
+    loaded = tf.saved_model.load(str(version))
+    rows = list(read_csv_rows(str(home / "data" / "span-1" / "data.csv")))[:100]
+    from_examples, from_named = predict_both_ways(loaded, rows)
+    np.testing.assert_allclose(from_examples, from_named, atol=1e-6)
+    assert from_examples.shape == (100, 1)
+
+
+def test_worse_model_is_not_blessed_and_not_pushed(home):
+    before = _versions(home)
+    result, output = _run(home, WORSE)
+    assert result.succeeded, output
+    assert "Blessing: NOT BLESSED" in output
+    assert "(change vs baseline)" in output
+    assert "Not pushed" in output and result.pushed_version is None
+    assert _versions(home) == before, "the earlier version must stay the newest"
+    states = _states(home, result.run_id)
+    assert states["Trainer"] == "COMPLETE" and states["Transform"] == "CACHED"
+
+
+def test_rerun_with_nothing_changed_executes_no_component(home):
+    result, output = _run(home, WORSE)
+    assert result.succeeded, output
+    states = _states(home, result.run_id)
+    components = {node: state for node, state in states.items() if not node.endswith("_resolver")}
+    assert len(components) == 9
+    assert set(components.values()) == {"CACHED"}, components
+
+
+def test_span_that_breaks_the_schema_stops_before_transform(home):
+    before = _versions(home)
+    lines = shipped_lines(4)
+    header, rows = lines[0], lines[1501:2501]
+    # A payment type the schema does not know.
+    write_span(home / "data", 2, [header] + [row.replace(",Cash,", ",Bitcoin,") for row in rows])
+    result, output = _run(home)
+    assert not result.succeeded
+    assert "feature 'payment_type'" in output and "DataGate failed" in output
+    assert "Bitcoin" in output
+    states = _states(home, result.run_id)
+    assert "Transform" not in states and "Trainer" not in states
+    assert states["DataGate"] == "FAILED"
+    assert _versions(home) == before

@@ -1,0 +1,50 @@
+"""preprocessing_fn through tft_beam.AnalyzeAndTransformDataset on hand-made rows."""
+import numpy as np
+import pytest
+
+from models import features as F
+from tests.tft_helpers import analyze_and_transform
+
+ROWS = [
+    # fare, tips, payment_type, company, hour: chosen so each expected output is easy to check.
+    {"fare": "10.0", "tips": "3.0", "payment_type": "Credit Card", "company": "Flash Cab", "trip_start_hour": "8"},
+    {"fare": "10.0", "tips": "1.0", "payment_type": "Cash", "company": "Flash Cab", "trip_start_hour": "8"},
+    {"fare": "20.0", "tips": "0.0", "payment_type": "Cash", "company": "", "trip_start_hour": "9"},
+    {"fare": "40.0", "tips": "8.5", "payment_type": "Cash", "company": "Flash Cab", "trip_start_hour": "8"},
+]
+
+
+@pytest.fixture(scope="module")
+def transformed(tmp_path_factory):
+    rows = [dict(row, trip_miles="1.5", trip_start_day="3", trip_start_month="5") for row in ROWS]
+    return analyze_and_transform(rows, tmp_path_factory.mktemp("tft"))
+
+
+def test_label_is_tip_over_twenty_percent_of_fare(transformed):
+    # 3 > 2 yes; 1 > 2 no; 0 > 4 no; 8.5 > 8 yes
+    assert [row[F.TRANSFORMED_LABEL_KEY] for row in transformed] == [1, 0, 0, 1]
+
+
+def test_fare_is_scaled_to_zero_mean_unit_variance(transformed):
+    fares = np.array([row["fare_xf"] for row in transformed])
+    expected = (np.array([10, 10, 20, 40.0]) - 20.0) / np.std([10, 10, 20, 40.0])
+    np.testing.assert_allclose(fares, expected, rtol=1e-5)
+
+
+def test_vocabulary_ids_follow_frequency(transformed):
+    # Cash is the most frequent payment type, so it gets id 0.
+    assert [row["payment_type_xf"] for row in transformed] == [1, 0, 0, 0]
+    # Hour 8 appears three times, hour 9 once.
+    assert [row["trip_start_hour_xf"] for row in transformed] == [0, 0, 1, 0]
+
+
+def test_missing_values_get_the_feature_default(transformed):
+    # The empty company cell and the absent pickup_latitude column are filled, not dropped.
+    company_ids = [row["company_xf"] for row in transformed]
+    assert company_ids[0] == company_ids[1] == company_ids[3] != company_ids[2]
+    assert len({row["pickup_latitude_xf"] for row in transformed}) == 1
+
+
+def test_every_model_input_is_produced(transformed):
+    expected = {feature.transformed_name for feature in F.FEATURES} | {F.TRANSFORMED_LABEL_KEY}
+    assert set(transformed[0]) == expected
