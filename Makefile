@@ -1,0 +1,34 @@
+# One entry point for the project. `make run` and `make test` are the README's two commands;
+# each builds the environment from requirements.lock first if it is missing or stale.
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lock bench clean
+
+$(VENV)/.installed: requirements.lock setup.py
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(PYTHON) -m uv venv --allow-existing --python 3.11 $(VENV)
+	# pip is pinned in the lock: TFX installs user-code wheels with `python -m pip`.
+	$(PYTHON) -m uv pip install --python $(BIN)/python -r requirements.lock
+	$(PYTHON) -m uv pip install --python $(BIN)/python --no-deps -e .
+	touch $@
+
+run: $(VENV)/.installed
+	$(BIN)/taxi-pipeline run $(ARGS)
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed
+	$(BIN)/python benchmarks/pipeline_benchmark.py
+
+# Re-resolve the lock after editing requirements.in (needs the package registry).
+lock:
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(PYTHON) -m uv pip compile requirements.in -o requirements.lock \
+	    --python-version 3.11 --python-platform x86_64-manylinux_2_28
+
+clean:
+	rm -rf out
