@@ -24,6 +24,9 @@ class Feature:
     #   "zscore": numeric, scaled to mean 0 / stddev 1
     #   "bucket": numeric, cut into `size` quantile buckets
     #   "vocab":  categorical, mapped to ids through a vocabulary of its `size` most frequent values
+    #   "identity": small integer codes already in [0, size), used as ids directly
+    #   "hash":   categorical with many values, hashed into `size` buckets
+    # identity and hash need no pass over the data, which keeps Transform fast.
     kind: str
     size: int = 0
     # Value used where the raw cell is empty. Serving clients fill the same value, so a
@@ -43,13 +46,13 @@ FEATURES: tuple[Feature, ...] = (
     Feature("pickup_longitude", tf.float32, "bucket", 10, default=0.0),
     Feature("dropoff_latitude", tf.float32, "bucket", 10, default=0.0),
     Feature("dropoff_longitude", tf.float32, "bucket", 10, default=0.0),
-    Feature("trip_start_hour", tf.int64, "vocab", 24),
-    Feature("trip_start_day", tf.int64, "vocab", 7),
-    Feature("trip_start_month", tf.int64, "vocab", 12),
-    Feature("pickup_community_area", tf.int64, "vocab", 80),
-    Feature("dropoff_community_area", tf.int64, "vocab", 80),
-    Feature("pickup_census_tract", tf.int64, "vocab", 500),
-    Feature("dropoff_census_tract", tf.int64, "vocab", 500),
+    Feature("trip_start_hour", tf.int64, "identity", 24),
+    Feature("trip_start_day", tf.int64, "identity", 8),
+    Feature("trip_start_month", tf.int64, "identity", 13),
+    Feature("pickup_community_area", tf.int64, "identity", 78),
+    Feature("dropoff_community_area", tf.int64, "identity", 78),
+    Feature("pickup_census_tract", tf.int64, "hash", 500),
+    Feature("dropoff_census_tract", tf.int64, "hash", 500),
     Feature("payment_type", tf.string, "vocab", 10, default=""),
     Feature("company", tf.string, "vocab", 100, default=""),
 )
@@ -57,7 +60,8 @@ FEATURES: tuple[Feature, ...] = (
 FEATURES_BY_NAME = {feature.name: feature for feature in FEATURES}
 # Columns in the raw data that are neither a model input nor the label.
 UNUSED_COLUMNS = ("trip_start_timestamp",)
-# Ids reserved for values outside the vocabulary (new companies, new payment types).
+# Ids reserved for values outside the vocabulary or the identity range (new companies,
+# new payment types, a month 13).
 OOV_BUCKETS = 1
 
 

@@ -46,7 +46,7 @@ def build_model(hparams: Hyperparameters) -> tf.keras.Model:
             encoded.append(tf.keras.layers.Reshape((1,))(inputs[name]))
         else:
             inputs[name] = tf.keras.Input(shape=(), name=name, dtype=tf.int64)
-            # bucketize and the vocabularies give ids below size (+ the OOV bucket).
+            # Every categorical kind gives ids below size + OOV_BUCKETS (see features.py).
             embedding = tf.keras.layers.Embedding(feature.size + F.OOV_BUCKETS, hparams.embedding_dim)
             encoded.append(embedding(inputs[name]))
     hidden = tf.keras.layers.Concatenate()(encoded)

@@ -40,6 +40,12 @@ def preprocessing_fn(inputs: dict) -> dict:
             outputs[feature.transformed_name] = tft.compute_and_apply_vocabulary(
                 text, top_k=feature.size, num_oov_buckets=F.OOV_BUCKETS,
                 vocab_filename=F.vocabulary_name(feature))
+        elif feature.kind == "identity":
+            in_range = (value >= 0) & (value < feature.size)
+            outputs[feature.transformed_name] = tf.where(in_range, value, tf.constant(feature.size, tf.int64))
+        elif feature.kind == "hash":
+            outputs[feature.transformed_name] = tf.strings.to_hash_bucket_fast(
+                tf.strings.as_string(value), feature.size)
         else:
             raise ValueError(f"models/features.py: feature {feature.name!r} has unknown kind {feature.kind!r}")
     fare = fill_missing(inputs["fare"], 0.0)

@@ -30,13 +30,18 @@ def _as_single_value_sparse(value: tf.Tensor) -> tf.SparseTensor:
 def export(model: tf.keras.Model, transform_output: tft.TFTransformOutput, export_dir: str,
            metadata: dict[str, str] | None = None) -> None:
     """Save `model` with the three signatures; `metadata` maps file names in assets.extra/ to text."""
-    model.tft_layer = transform_output.transform_features_layer()
+    # The saved root is a plain tf.Module holding the weights and the transform layer, not the
+    # Keras model: saving a Keras model traces every layer's call again (about 6 s here), and
+    # nothing reads those traces; the signatures below are the whole serving interface.
+    root = tf.Module()
+    root.tft_layer = transform_output.transform_features_layer()
+    root.model_variables = list(model.variables)
     model_input_names = list(model.input.keys()) if isinstance(model.input, dict) else model.input_names
     raw_spec = transform_output.raw_feature_spec()
     serving_spec = {name: spec for name, spec in raw_spec.items() if name != F.LABEL_KEY}
 
     def predict_from_raw(raw: dict) -> dict:
-        transformed = model.tft_layer(raw)
+        transformed = root.tft_layer(raw)
         probability = model({name: transformed[name] for name in model_input_names})
         return {OUTPUT_KEY: probability}
 
@@ -51,9 +56,9 @@ def export(model: tf.keras.Model, transform_output: tft.TFTransformOutput, expor
 
     @tf.function(autograph=False, input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def transform_features(examples):
-        return model.tft_layer(tf.io.parse_example(examples, raw_spec))
+        return root.tft_layer(tf.io.parse_example(examples, raw_spec))
 
-    tf.saved_model.save(model, export_dir, signatures={
+    tf.saved_model.save(root, export_dir, signatures={
         "serving_default": serving_default.get_concrete_function(),
         "serving_raw": serving_raw.get_concrete_function(),
         "transform_features": transform_features.get_concrete_function(),

@@ -34,8 +34,13 @@ def test_fare_is_scaled_to_zero_mean_unit_variance(transformed):
 def test_vocabulary_ids_follow_frequency(transformed):
     # Cash is the most frequent payment type, so it gets id 0.
     assert [row["payment_type_xf"] for row in transformed] == [1, 0, 0, 0]
-    # Hour 8 appears three times, hour 9 once.
-    assert [row["trip_start_hour_xf"] for row in transformed] == [0, 0, 1, 0]
+    # The company seen three times gets id 0, the empty cell (filled with "") id 1.
+    assert [row["company_xf"] for row in transformed] == [0, 0, 1, 0]
+
+
+def test_small_integer_codes_are_their_own_ids(transformed):
+    assert [row["trip_start_hour_xf"] for row in transformed] == [8, 8, 9, 8]
+    assert {row["trip_start_month_xf"] for row in transformed} == {5}
 
 
 def test_missing_values_get_the_feature_default(transformed):
