@@ -11,6 +11,8 @@ import pathlib
 import tomllib
 from typing import Any, Union
 
+from pipeline.spans import parse_window
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
@@ -23,7 +25,7 @@ class PipelineConfig:
     # Where runs write artifacts, the MLMD SQLite store and pushed models.
     output_root: str = str(REPO_ROOT / "out")
     # Which spans ExampleGen reads: "all" (every span folder as one dataset), "latest"
-    # (the highest span number), or a span number.
+    # (the highest span number), "window:N" (the N highest-numbered spans), or a span number.
     spans: Union[str, int] = "all"
     train_steps: int = 1000
     eval_steps: int = 150
@@ -51,9 +53,9 @@ class PipelineConfig:
         return str(pathlib.Path(self.output_root) / "serving" / self.pipeline_name)
 
     def validate(self) -> "PipelineConfig":
-        if isinstance(self.spans, str) and self.spans not in ("all", "latest"):
+        if isinstance(self.spans, str) and self.spans not in ("all", "latest") and not parse_window(self.spans):
             if not self.spans.isdigit():
-                raise ValueError(f"spans must be 'all', 'latest' or a span number, not {self.spans!r}")
+                raise ValueError(f"spans must be 'all', 'latest', 'window:N' or a span number, not {self.spans!r}")
             self.spans = int(self.spans)
         if self.train_steps < 1 or self.eval_steps < 1:
             raise ValueError("train_steps and eval_steps must be at least 1")

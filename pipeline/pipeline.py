@@ -16,7 +16,7 @@ from tfx.proto import example_gen_pb2, pusher_pb2, range_config_pb2, trainer_pb2
 from tfx.types import Channel, standard_artifacts
 
 from models import model as model_code
-from pipeline import beam, evaluation
+from pipeline import beam, evaluation, spans
 from pipeline.baseline import BaselineBeforeCandidateStrategy
 from pipeline.config import PipelineConfig
 from pipeline.data_gate import DataGate
@@ -26,16 +26,23 @@ SPAN_PATTERN = "span-{SPAN}/*.csv"
 
 
 def _example_gen(config: PipelineConfig) -> CsvExampleGen:
-    if config.spans == "all":
+    spans.list_spans(config.data_root)  # a clear error now beats ExampleGen's later
+    input_base, range_config = config.data_root, None
+    window = spans.parse_window(config.spans)
+    if config.spans == "all" or window:
         # Every span folder read as one dataset (ExampleGen records it as span 0).
-        pattern, range_config = "span-*/*.csv", None
+        pattern = "span-*/*.csv"
+        if window:
+            input_base, _ = spans.window_folder(
+                config.data_root, window, str(pathlib.Path(config.pipeline_root) / "span_windows"))
     else:
         pattern = SPAN_PATTERN
-        range_config = None if config.spans == "latest" else range_config_pb2.RangeConfig(
-            static_range=range_config_pb2.RangeConfig.StaticRange(
-                start_span_number=config.spans, end_span_number=config.spans))
+        if config.spans != "latest":
+            range_config = range_config_pb2.RangeConfig(
+                static_range=range_config_pb2.RangeConfig.StaticRange(
+                    start_span_number=config.spans, end_span_number=config.spans))
     return CsvExampleGen(
-        input_base=config.data_root,
+        input_base=input_base,
         input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="single_split", pattern=pattern)]),
         # 2:1 train/eval split by hashing each row, stable across runs.
         output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
