@@ -23,11 +23,13 @@ class BaselineBeforeCandidateStrategy(resolver.ResolverStrategy):
 
     def resolve_artifacts(self, store: mlmd.MetadataStore,
                           input_dict: dict[str, list[types.Artifact]]) -> Optional[dict[str, list[types.Artifact]]]:
-        candidates = input_dict.get(CANDIDATE_KEY, [])
+        # The newest model of the candidate channel: IR-based runners pass just this run's,
+        # TFX's Airflow runner every model its Trainer ever made.
+        candidates = sorted(input_dict.get(CANDIDATE_KEY, []), key=lambda model: model.id)[-1:]
         result = {MODEL_KEY: [], BLESSING_KEY: [], CANDIDATE_KEY: candidates}
         if not candidates:
             return result
-        candidate_id = max(model.id for model in candidates)
+        candidate_id = candidates[0].id
         blessings = {
             blessing.get_int_custom_property(constants.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY): blessing
             for blessing in input_dict.get(BLESSING_KEY, [])

@@ -8,9 +8,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+import re
 import tomllib
 from typing import Any, Union
 
+from pipeline import beam
 from pipeline.spans import parse_window
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -18,7 +20,8 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 @dataclasses.dataclass
 class PipelineConfig:
-    pipeline_name: str = "taxi_tips"
+    # Lower case, digits and dashes: the one form Airflow, Kubeflow and MLMD all accept.
+    pipeline_name: str = "taxi-tips"
     # Span folders span-<N>/ with CSV files, as in data/taxi/.
     data_root: str = str(REPO_ROOT / "data" / "taxi")
     schema_path: str = str(REPO_ROOT / "schema" / "schema.pbtxt")
@@ -35,22 +38,32 @@ class PipelineConfig:
     min_auc: float = 0.7
     # ...and may not fall more than this below the latest blessed model's AUC.
     max_auc_drop: float = 0.0
-    # Beam runner profile, see pipeline/beam.py.
+    # Beam runner profile and its settings, see pipeline/beam.py.
     beam_profile: str = "in_memory"
     beam_workers: int = 0
+    beam_job_endpoint: str = ""
+    gcp_project: str = ""
+    gcp_region: str = ""
+    beam_temp_location: str = ""
+    # Container image with this project installed, for `compile --target kubeflow`.
+    kubeflow_image: str = "gcr.io/your-project/taxi-tips-pipeline:latest"
     enable_cache: bool = True
+    # Airflow schedule of the DAG (cron or preset); empty for manual runs only. Each run
+    # picks up new spans; with nothing new, it is served from the cache.
+    airflow_schedule: str = "@daily"
 
+    # Joined as strings, not pathlib: pathlib turns gs://bucket into gs:/bucket.
     @property
     def pipeline_root(self) -> str:
-        return str(pathlib.Path(self.output_root) / "pipeline")
+        return f"{self.output_root.rstrip('/')}/pipeline"
 
     @property
     def metadata_path(self) -> str:
-        return str(pathlib.Path(self.output_root) / "metadata.db")
+        return f"{self.output_root.rstrip('/')}/metadata.db"
 
     @property
     def serving_dir(self) -> str:
-        return str(pathlib.Path(self.output_root) / "serving" / self.pipeline_name)
+        return f"{self.output_root.rstrip('/')}/serving/{self.pipeline_name}"
 
     def validate(self) -> "PipelineConfig":
         if isinstance(self.spans, str) and self.spans not in ("all", "latest") and not parse_window(self.spans):
@@ -59,11 +72,44 @@ class PipelineConfig:
             self.spans = int(self.spans)
         if self.train_steps < 1 or self.eval_steps < 1:
             raise ValueError("train_steps and eval_steps must be at least 1")
-        if not pathlib.Path(self.data_root).is_dir():
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,127}", self.pipeline_name):
+            raise ValueError(f"pipeline_name {self.pipeline_name!r}: use lower-case letters, digits and dashes")
+        beam_pipeline_args(self)  # raises on an unknown profile or a missing setting
+        if is_local(self.data_root) and not pathlib.Path(self.data_root).is_dir():
             raise ValueError(f"data_root {self.data_root} is not a directory; point it at a folder of span-<N>/ folders")
-        if not pathlib.Path(self.schema_path).is_file():
+        if is_local(self.schema_path) and not pathlib.Path(self.schema_path).is_file():
             raise ValueError(f"schema_path {self.schema_path} does not exist")
         return self
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def to_toml(config: PipelineConfig) -> str:
+    """The config as a TOML file that load_config reads back to the same settings."""
+    return "".join(f"{field.name} = {_toml_value(getattr(config, field.name))}\n"
+                   for field in dataclasses.fields(config))
+
+
+def is_local(path: str) -> bool:
+    """False for remote paths (gs://, s3://, hdfs://) that only the cluster can check."""
+    return "://" not in path
+
+
+def beam_pipeline_args(config: PipelineConfig) -> list[str]:
+    return beam.beam_pipeline_args(config.beam_profile, config.beam_workers, config.beam_job_endpoint,
+                                   config.gcp_project, config.gcp_region, config.beam_temp_location)
 
 
 def _coerce(name: str, text: str) -> Any:

@@ -23,25 +23,34 @@ def open_store(metadata_path: str) -> metadata_store.MetadataStore:
     return metadata_store.MetadataStore(config)
 
 
+# Context types of a run and of one component in it: IR-based runners (LocalDagRunner,
+# Kubeflow v2) use the first pair, TFX's Airflow runner the second.
+RUN_CONTEXT_TYPES = ("pipeline_run", "run")
+NODE_CONTEXT_TYPES = ("node", "component_run")
+
+
 def run_ids(store: metadata_store.MetadataStore, pipeline_name: str) -> list[str]:
-    """Run ids of `pipeline_name`, oldest first."""
+    """Run ids of `pipeline_name` from any runner, oldest first."""
     pipeline = store.get_context_by_type_and_name("pipeline", pipeline_name)
     if pipeline is None:
         return []
-    runs = [context for context in store.get_children_contexts_by_context(pipeline.id)
-            if context.type == "pipeline_run"] or [
-        context for context in store.get_contexts_by_type("pipeline_run")]
+    runs = [context for context in store.get_contexts_by_type("pipeline_run")
+            if pipeline.id in {parent.id for parent in store.get_parent_contexts_by_context(context.id)}]
+    runs += [context for context in store.get_contexts_by_type("run")
+             if context.name.startswith(pipeline_name + ".")]
     return [context.name for context in sorted(runs, key=lambda c: c.id)]
 
 
 def node_runs(store: metadata_store.MetadataStore, run_id: str) -> list[NodeRun]:
     """The executions of one run, in the order they started."""
-    run = store.get_context_by_type_and_name("pipeline_run", run_id)
+    run = next((context for context in (store.get_context_by_type_and_name(kind, run_id)
+                                         for kind in RUN_CONTEXT_TYPES) if context is not None), None)
     if run is None:
         raise ValueError(f"no pipeline run {run_id!r} in the metadata store")
     result = []
     for execution in sorted(store.get_executions_by_context(run.id), key=lambda e: e.id):
-        node = next((c.name for c in store.get_contexts_by_execution(execution.id) if c.type == "node"), "?")
+        node = next((c.name for c in store.get_contexts_by_execution(execution.id)
+                     if c.type in NODE_CONTEXT_TYPES), "?")
         outputs: dict[str, list] = {}
         events = [e for e in store.get_events_by_execution_ids([execution.id])
                   if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)]
@@ -49,7 +58,7 @@ def node_runs(store: metadata_store.MetadataStore, run_id: str) -> list[NodeRun]
         for event in events:
             key = event.path.steps[0].key if event.path.steps else ""
             outputs.setdefault(key, []).append(artifacts[event.artifact_id])
-        result.append(NodeRun(node.split(".", 1)[-1], STATE_NAMES.get(execution.last_known_state, "?"), outputs))
+        result.append(NodeRun(node.rsplit(".", 1)[-1], STATE_NAMES.get(execution.last_known_state, "?"), outputs))
     return result
 
 

@@ -10,15 +10,16 @@ from tfx.components import (CsvExampleGen, Evaluator, ExampleValidator, Pusher,
                             StatisticsGen, Trainer, Transform)
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
 from tfx.orchestration import metadata as tfx_metadata
 from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.proto import example_gen_pb2, pusher_pb2, range_config_pb2, trainer_pb2
 from tfx.types import Channel, standard_artifacts
 
 from models import model as model_code
-from pipeline import beam, evaluation, spans
+from pipeline import evaluation, spans
 from pipeline.baseline import BaselineBeforeCandidateStrategy
-from pipeline.config import PipelineConfig
+from pipeline.config import PipelineConfig, beam_pipeline_args, is_local
 from pipeline.data_gate import DataGate
 from pipeline.fingerprint import models_fingerprint
 
@@ -26,7 +27,8 @@ SPAN_PATTERN = "span-{SPAN}/*.csv"
 
 
 def _example_gen(config: PipelineConfig) -> CsvExampleGen:
-    spans.list_spans(config.data_root)  # a clear error now beats ExampleGen's later
+    if is_local(config.data_root):
+        spans.list_spans(config.data_root)  # a clear error now beats ExampleGen's later
     input_base, range_config = config.data_root, None
     window = spans.parse_window(config.spans)
     if config.spans == "all" or window:
@@ -57,6 +59,9 @@ def _content_addressed_schema(config: PipelineConfig) -> str:
     ImportSchemaGen's cache key holds the schema's path, not its text; reading it from a
     content-named copy makes an edited schema a new input that re-runs validation.
     """
+    if not is_local(config.pipeline_root):
+        # On a cluster the schema ships inside the pipeline image, whose tag versions it.
+        return config.schema_path
     text = pathlib.Path(config.schema_path).read_bytes()
     folder = pathlib.Path(config.pipeline_root) / "curated_schema" / hashlib.sha256(text).hexdigest()[:16]
     folder.mkdir(parents=True, exist_ok=True)
@@ -66,7 +71,25 @@ def _content_addressed_schema(config: PipelineConfig) -> str:
     return str(copy)
 
 
-def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
+def _baseline_resolver(trainer: Trainer, kubeflow: bool) -> Resolver:
+    if kubeflow:
+        # Kubeflow v2 compiles only TFX's built-in strategies. The newest blessed model is
+        # the baseline there; a re-run with nothing changed re-evaluates against itself.
+        return Resolver(
+            strategy_class=LatestBlessedModelStrategy,
+            model=Channel(type=standard_artifacts.Model),
+            model_blessing=Channel(type=standard_artifacts.ModelBlessing),
+        ).with_id("baseline_model_resolver")
+    return Resolver(
+        strategy_class=BaselineBeforeCandidateStrategy,
+        model=Channel(type=standard_artifacts.Model),
+        model_blessing=Channel(type=standard_artifacts.ModelBlessing),
+        candidate=trainer.outputs["model"],
+    ).with_id("baseline_model_resolver")
+
+
+def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipeline.Pipeline:
+    """The pipeline for any runner; `kubeflow` swaps in what the Kubeflow v2 compiler accepts."""
     code_version = models_fingerprint()
 
     # Reads the CSV spans into tf.Examples, split into train and eval.
@@ -101,12 +124,7 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
         custom_config={"models_fingerprint": code_version,
                        model_code.HYPERPARAMETERS_KEY: config.hyperparameters})
     # The newest blessed model older than the candidate: the baseline it has to beat.
-    baseline_resolver = Resolver(
-        strategy_class=BaselineBeforeCandidateStrategy,
-        model=Channel(type=standard_artifacts.Model),
-        model_blessing=Channel(type=standard_artifacts.ModelBlessing),
-        candidate=trainer.outputs["model"],
-    ).with_id("baseline_model_resolver")
+    baseline_resolver = _baseline_resolver(trainer, kubeflow)
     # TFMA: blesses the candidate only if it clears the thresholds against the baseline.
     evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
@@ -127,6 +145,7 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
         components=[example_gen, statistics_gen, schema_gen, example_validator, data_gate,
                     transform, trainer, baseline_resolver, evaluator, pusher],
         enable_cache=config.enable_cache,
-        metadata_connection_config=tfx_metadata.sqlite_metadata_connection_config(
+        # Kubeflow brings its own ML Metadata service; locally it is a SQLite file.
+        metadata_connection_config=None if kubeflow else tfx_metadata.sqlite_metadata_connection_config(
             config.metadata_path),
-        beam_pipeline_args=beam.beam_pipeline_args(config.beam_profile, config.beam_workers))
+        beam_pipeline_args=beam_pipeline_args(config))

@@ -35,6 +35,8 @@ def parse_window(spans: str | int) -> int | None:
 
 def window_folder(data_root: str, size: int, windows_root: str) -> tuple[str, list[int]]:
     """A folder whose span-<N> entries link to the `size` latest span folders of data_root."""
+    if "://" in data_root:
+        raise ValueError(f"spans=window:N needs a local data_root, not {data_root}; use 'all' or 'latest' there")
     chosen = list_spans(data_root)[-size:]
     folder = pathlib.Path(windows_root) / ("spans-" + "-".join(str(span) for span in chosen))
     folder.mkdir(parents=True, exist_ok=True)

@@ -44,7 +44,7 @@ def _run(home: pathlib.Path, *extra: str):
 
 
 def _versions(home: pathlib.Path) -> list[str]:
-    serving = home / "out" / "serving" / "taxi_tips"
+    serving = home / "out" / "serving" / "taxi-tips"
     return sorted(p.name for p in serving.iterdir()) if serving.exists() else []
 
 
@@ -68,7 +68,7 @@ def test_first_run_blesses_and_pushes(home):
 
 
 def test_pushed_model_predicts_csv_rows_through_both_signatures(home):
-    version = home / "out" / "serving" / "taxi_tips" / _versions(home)[0]
+    version = home / "out" / "serving" / "taxi-tips" / _versions(home)[0]
     loaded = tf.saved_model.load(str(version))
     rows = list(read_csv_rows(str(home / "data" / "span-1" / "data.csv")))[:100]
     from_examples, from_named = predict_both_ways(loaded, rows)

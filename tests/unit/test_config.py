@@ -8,7 +8,7 @@ def test_defaults_point_at_the_shipped_data():
     config = load_config()
     assert config.spans == "all"
     assert config.data_root.endswith("data/taxi")
-    assert config.serving_dir.endswith("out/serving/taxi_tips")
+    assert config.serving_dir.endswith("out/serving/taxi-tips")
 
 
 def test_file_then_overrides(tmp_path):
@@ -46,3 +46,12 @@ def test_bad_toml_names_the_file(tmp_path):
 
 def test_every_setting_has_a_default():
     assert PipelineConfig().validate().beam_profile == "in_memory"
+
+
+def test_toml_round_trip(tmp_path):
+    from pipeline.config import to_toml
+    config = load_config(None, ['hyperparameters={"hidden_units": [8, 4], "learning_rate": 0.5}', "spans=window:2",
+                                'pipeline_name=taxi-x', "enable_cache=false"])
+    path = tmp_path / "round.toml"
+    path.write_text(to_toml(config))
+    assert load_config(str(path)) == config

@@ -1,0 +1,43 @@
+"""`taxi-pipeline compile --target kubeflow` writes a Kubeflow v2 spec with every component."""
+import json
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.config import load_config
+from pipeline.pipeline import create_pipeline
+
+CLUSTER = ["data_root=gs://taxi-bucket/data", "output_root=gs://taxi-bucket/out", "beam_profile=dataflow",
+           "gcp_project=taxi-project", "gcp_region=europe-west4", "beam_temp_location=gs://taxi-bucket/tmp",
+           "kubeflow_image=registry.example/taxi:1.2", "train_steps=777"]
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory):
+    path = tmp_path_factory.mktemp("kfp") / "pipeline.json"
+    args = ["compile", "--target", "kubeflow", "--output", str(path)]
+    for setting in CLUSTER:
+        args += ["--set", setting]
+    assert main(args) == 0
+    return json.loads(path.read_text())["pipelineSpec"]
+
+
+def test_every_component_is_a_task(spec):
+    components = {c.id for c in create_pipeline(load_config(None, CLUSTER), kubeflow=True).components}
+    tasks = set(spec["root"]["dag"]["tasks"])
+    resolver_tasks = {task for task in tasks if task.startswith("baseline_model_resolver")}
+    assert tasks - resolver_tasks == components - {"baseline_model_resolver"}
+    assert resolver_tasks
+
+
+def test_parameters_and_image_are_in_the_spec(spec):
+    trainer = spec["root"]["dag"]["tasks"]["Trainer"]["inputs"]["parameters"]
+    assert json.loads(trainer["train_args"]["runtimeValue"]["constantValue"]["stringValue"]) == {"num_steps": 777}
+    assert "models.model.run_fn" in json.dumps(trainer["run_fn"])
+    executor = spec["deploymentSpec"]["executors"]["Transform_executor"]["container"]
+    assert executor["image"] == "registry.example/taxi:1.2"
+    assert "--runner=DataflowRunner" in executor["args"] and "--project=taxi-project" in executor["args"]
+    example_gen = spec["root"]["dag"]["tasks"]["CsvExampleGen"]["inputs"]["parameters"]
+    assert "gs://taxi-bucket/data" in json.dumps(example_gen["input_base"])
+    pusher = spec["root"]["dag"]["tasks"]["Pusher"]["inputs"]["parameters"]
+    assert "gs://taxi-bucket/out/serving/taxi-tips" in json.dumps(pusher["push_destination"])
