@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 import pipeline  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from pipeline.config import PipelineConfig, load_config
@@ -44,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Google Cloud client libraries (pulled in by TFX) warn about Python and grpcio
+    # versions at import; nothing a user of this command can act on.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google(\..*)?$")
     args = _parser().parse_args(argv)
     try:
         config = load_config(args.config, args.set)

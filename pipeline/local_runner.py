@@ -38,7 +38,11 @@ def _logs_to_file(path: pathlib.Path, progress: logging.Handler) -> Iterator[Non
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     absl_logging.set_verbosity(absl_logging.INFO)
-    quieted = [(handler, handler.level) for handler in root.handlers + [absl_logging.get_absl_handler()]]
+    # Python warnings and TensorFlow's own logger go to the file too.
+    logging.captureWarnings(True)
+    tf_handlers = logging.getLogger("tensorflow").handlers
+    quieted = [(handler, handler.level)
+               for handler in root.handlers + tf_handlers + [absl_logging.get_absl_handler()]]
     for handler, level in quieted:
         handler.setLevel(max(level, logging.ERROR))
     root.addHandler(progress)
@@ -51,6 +55,7 @@ def _logs_to_file(path: pathlib.Path, progress: logging.Handler) -> Iterator[Non
         file_handler.close()
         for handler, level in quieted:
             handler.setLevel(level)
+        logging.captureWarnings(False)
 
 
 def run_local(config: PipelineConfig, out: TextIO = sys.stdout) -> RunResult:
