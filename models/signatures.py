@@ -49,8 +49,9 @@ def export(model: tf.keras.Model, transform_output: tft.TFTransformOutput, expor
     def serving_default(examples):
         return predict_from_raw(tf.io.parse_example(examples, serving_spec))
 
-    @tf.function(autograph=False, input_signature=[{feature.name: tf.TensorSpec([None], feature.dtype, name=feature.name)
-                                   for feature in F.FEATURES}])
+    named_inputs = {feature.name: tf.TensorSpec([None], feature.dtype, name=feature.name) for feature in F.FEATURES}
+
+    @tf.function(autograph=False, input_signature=[named_inputs])
     def serving_raw(features):
         return predict_from_raw({name: _as_single_value_sparse(value) for name, value in features.items()})
 

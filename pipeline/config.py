@@ -9,8 +9,9 @@ import dataclasses
 import json
 import pathlib
 import re
-import tomllib
 from typing import Any, Union
+
+import tomllib
 
 from pipeline import beam
 from pipeline.spans import parse_window
@@ -76,7 +77,8 @@ class PipelineConfig:
             raise ValueError(f"pipeline_name {self.pipeline_name!r}: use lower-case letters, digits and dashes")
         beam_pipeline_args(self)  # raises on an unknown profile or a missing setting
         if is_local(self.data_root) and not pathlib.Path(self.data_root).is_dir():
-            raise ValueError(f"data_root {self.data_root} is not a directory; point it at a folder of span-<N>/ folders")
+            raise ValueError(f"data_root {self.data_root} is not a directory; "
+                             "point it at a folder of span-<N>/ folders")
         if is_local(self.schema_path) and not pathlib.Path(self.schema_path).is_file():
             raise ValueError(f"schema_path {self.schema_path} does not exist")
         return self

@@ -17,8 +17,12 @@ class Outcome:
 
 
 def _slice_name(slice_key) -> str:
-    parts = [f"{p.column}={p.bytes_value.decode() if p.HasField('bytes_value') else p.int64_value if p.HasField('int64_value') else p.float_value}"
-             for p in slice_key.single_slice_keys]
+    """'payment_type=Cash' style name of a TFMA slice key; 'overall' for the empty key."""
+    parts = []
+    for part in slice_key.single_slice_keys:
+        kind = part.WhichOneof("kind")
+        value = getattr(part, kind) if kind else ""
+        parts.append(f"{part.column}={value.decode() if isinstance(value, bytes) else value}")
     return ", ".join(parts) or "overall"
 
 

@@ -6,8 +6,7 @@ import pathlib
 
 # Imported from their modules, not `tfx.v1`: that one also loads the Google Cloud
 # extensions, 7 s of start-up that a local run never uses.
-from tfx.components import (CsvExampleGen, Evaluator, ExampleValidator, Pusher,
-                            StatisticsGen, Trainer, Transform)
+from tfx.components import CsvExampleGen, Evaluator, ExampleValidator, Pusher, StatisticsGen, Trainer, Transform
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.dsl.components.common.resolver import Resolver
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy

@@ -11,7 +11,8 @@ def test_local_profiles():
 
 
 def test_cluster_profiles():
-    assert beam_pipeline_args("flink", 4, job_endpoint="flink:8099")[:2] == ["--runner=FlinkRunner", "--job_endpoint=flink:8099"]
+    flink = beam_pipeline_args("flink", 4, job_endpoint="flink:8099")
+    assert flink[:2] == ["--runner=FlinkRunner", "--job_endpoint=flink:8099"] and "--parallelism=4" in flink
     assert beam_pipeline_args("spark", job_endpoint="spark:8099")[0] == "--runner=SparkRunner"
     dataflow = beam_pipeline_args("dataflow", 10, gcp_project="p", gcp_region="r", temp_location="gs://b/tmp")
     assert dataflow == ["--runner=DataflowRunner", "--project=p", "--region=r", "--temp_location=gs://b/tmp",
