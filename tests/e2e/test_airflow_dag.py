@@ -2,9 +2,15 @@
 end to end with `airflow dags test` (SQLite metadata database, one run after another)."""
 from __future__ import annotations
 
+import os
 import pathlib
 import subprocess
 import sys
+import tempfile
+
+# Airflow reads AIRFLOW_HOME when first imported (build_dag below imports it in this
+# process); keep its files out of the user's home.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-tests-"))
 
 import pytest
 
