@@ -8,10 +8,6 @@ import subprocess
 import sys
 import tempfile
 
-# Airflow reads AIRFLOW_HOME when first imported (build_dag below imports it in this
-# process); keep its files out of the user's home.
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-tests-"))
-
 import pytest
 
 from pipeline import metadata
@@ -21,6 +17,10 @@ from pipeline.pipeline import create_pipeline
 from tests.conftest import shipped_lines, write_span
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+# Airflow reads AIRFLOW_HOME when first imported (build_dag below imports it in this
+# process); keep its files out of the user's home.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-tests-"))
 
 AIRFLOW = str(pathlib.Path(sys.executable).parent / "airflow")
 WORSE = 'hyperparameters={"learning_rate": 0.0}'
