@@ -35,7 +35,7 @@ def _example_gen(config: PipelineConfig) -> CsvExampleGen:
         pattern = "span-*/*.csv"
         if window:
             input_base, _ = spans.window_folder(
-                config.data_root, window, str(pathlib.Path(config.pipeline_root) / "span_windows"))
+                config.data_root, window, f"{config.pipeline_root}/span_windows")
     else:
         pattern = SPAN_PATTERN
         if config.spans != "latest":

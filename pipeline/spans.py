@@ -35,8 +35,9 @@ def parse_window(spans: str | int) -> int | None:
 
 def window_folder(data_root: str, size: int, windows_root: str) -> tuple[str, list[int]]:
     """A folder whose span-<N> entries link to the `size` latest span folders of data_root."""
-    if "://" in data_root:
-        raise ValueError(f"spans=window:N needs a local data_root, not {data_root}; use 'all' or 'latest' there")
+    if "://" in data_root or "://" in windows_root:
+        raise ValueError("spans=window:N needs a local data_root and output_root (it links span folders); "
+                         "use 'all' or 'latest' on remote storage")
     chosen = list_spans(data_root)[-size:]
     folder = pathlib.Path(windows_root) / ("spans-" + "-".join(str(span) for span in chosen))
     folder.mkdir(parents=True, exist_ok=True)
