@@ -76,6 +76,35 @@ def test_pushed_model_predicts_csv_rows_through_both_signatures(home):
     assert from_examples.shape == (100, 1)
 
 
+def test_pushed_model_is_served_over_rest_and_grpc(home):
+    import grpc
+    import requests
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_service_pb2_grpc
+
+    from models.signatures import OUTPUT_KEY
+    from serving.examples import row_to_example, rows_to_named_features
+    from serving.model_store import ModelStore
+    from serving.server import ModelServer
+
+    base = home / "out" / "serving" / "taxi-tips"
+    rows = list(read_csv_rows(str(home / "data" / "span-1" / "data.csv")))[:10]
+    in_process, _ = predict_both_ways(tf.saved_model.load(str(base / _versions(home)[0])), rows)
+    server = ModelServer({"taxi-tips": ModelStore("taxi-tips", str(base), poll_seconds=0)}).start()
+    try:
+        reply = requests.post(f"http://127.0.0.1:{server.rest_port}/v1/models/taxi-tips:predict", timeout=30,
+                              json={"signature_name": "serving_raw", "inputs": rows_to_named_features(rows)})
+        np.testing.assert_allclose(np.array(reply.json()["outputs"]), in_process, atol=1e-6)
+        with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+            request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="taxi-tips"))
+            request.inputs["examples"].CopyFrom(
+                tf.make_tensor_proto([row_to_example(r).SerializeToString() for r in rows]))
+            response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
+        np.testing.assert_allclose(tf.make_ndarray(response.outputs[OUTPUT_KEY]), in_process, atol=1e-6)
+        assert response.model_spec.version.value == int(_versions(home)[0])
+    finally:
+        server.stop()
+
+
 def test_worse_model_is_not_blessed_and_not_pushed(home):
     before = _versions(home)
     result, output = _run(home, WORSE)

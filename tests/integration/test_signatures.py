@@ -4,26 +4,15 @@ import pytest
 import tensorflow as tf
 
 from models import features as F
-from models.model import Hyperparameters, build_model, train
-from models.signatures import export
 from serving.examples import read_csv_rows, row_to_example
 from tests.signature_checks import predict_both_ways
-from tests.tft_helpers import analyze_and_transform, load_transform_output, transformed_batch
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory, small_csv):
-    work = tmp_path_factory.mktemp("export")
-    rows = list(read_csv_rows(str(small_csv)))
-    transformed = analyze_and_transform(rows, work / "tmp", work / "transform")
-    model = build_model(Hyperparameters())
-    data = tf.data.Dataset.from_tensor_slices(transformed_batch(transformed)).batch(64).repeat()
-    train(model, data, data, train_steps=50, eval_steps=5)
-    export(model, load_transform_output(work / "transform"), str(work / "model"),
-           metadata={"hyperparameters.json": "{}"})
-    return tf.saved_model.load(str(work / "model")), rows
+def exported(exported_model_dir, small_csv):
+    return tf.saved_model.load(str(exported_model_dir)), list(read_csv_rows(str(small_csv)))
 
 
 def test_signatures_are_exported(exported):

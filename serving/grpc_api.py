@@ -1,0 +1,78 @@
+"""TF Serving's gRPC services on the official tensorflow-serving-api stubs."""
+from __future__ import annotations
+
+import grpc
+import tensorflow as tf
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from serving import signature_calls
+from serving.errors import ServingError, invalid, not_found
+from serving.model_store import ModelStore
+
+STATE_NUMBERS = {"UNKNOWN": 0, "START": 10, "LOADING": 20, "AVAILABLE": 30, "UNLOADING": 40, "END": 50}
+
+
+def _abort(context: grpc.ServicerContext, error: ServingError):
+    context.abort(error.code, error.message[:1024])
+
+
+def _store(models: dict[str, ModelStore], spec) -> ModelStore:
+    if not spec.name:
+        raise invalid("ModelSpec has no name specified.")
+    if spec.name not in models:
+        raise not_found(f"Servable not found for request: Latest({spec.name})")
+    return models[spec.name]
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, models: dict[str, ModelStore]):
+        self.models = models
+
+    def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:
+        try:
+            store = _store(self.models, request.model_spec)
+            if request.model_spec.version_label:
+                raise invalid(f"Unrecognized servable version label: {request.model_spec.version_label}")
+            version = request.model_spec.version.value if request.model_spec.HasField("version") else None
+            version, model = store.resolve(version)
+            name, function = signature_calls.signature(model, request.model_spec.signature_name, rest=False)
+            inputs = {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
+            outputs = signature_calls.run(function, inputs)
+            wanted = list(request.output_filter) or list(outputs)
+            for alias in wanted:
+                if alias not in outputs:
+                    raise invalid(f"output tensor alias not found in signature: {alias} Outputs expected to be "
+                                  f"in the set {{{','.join(sorted(outputs))}}}.")
+            response = predict_pb2.PredictResponse()
+            response.model_spec.name, response.model_spec.signature_name = store.name, name
+            response.model_spec.version.value = version
+            for alias in wanted:
+                response.outputs[alias].CopyFrom(tf.make_tensor_proto(outputs[alias]))
+            return response
+        except ServingError as error:
+            _abort(context, error)
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, models: dict[str, ModelStore]):
+        self.models = models
+
+    def GetModelStatus(self, request, context) -> get_model_status_pb2.GetModelStatusResponse:
+        try:
+            if request.model_spec.name not in self.models:
+                raise not_found(f"Could not find any versions of model {request.model_spec.name}")
+            version = request.model_spec.version.value if request.model_spec.HasField("version") else None
+            response = get_model_status_pb2.GetModelStatusResponse()
+            for state in self.models[request.model_spec.name].statuses(version):
+                entry = response.model_version_status.add(version=state.version, state=STATE_NUMBERS[state.state])
+                if state.error:
+                    entry.status.error_code = 2  # UNKNOWN
+                    entry.status.error_message = state.error
+            return response
+        except ServingError as error:
+            _abort(context, error)

@@ -1,0 +1,131 @@
+"""The versions of one model: found under its base path, loaded, and chosen per request.
+
+Mirrors tensorflow_model_server's file-system source: every numeric child folder of the
+base path is a version; the newest is served (policy latest 1). A version counts only
+once its saved_model.pb exists, the file TFX's Pusher copies last, so a half-written
+push is never loaded. A new version is loaded before it replaces the old one, and a
+version that fails to load is reported in the status while the old one keeps serving.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+from typing import Any
+
+import tensorflow as tf
+
+from serving.errors import not_found
+
+log = logging.getLogger(__name__)
+
+# ModelVersionStatus.State values (apis/get_model_status.proto).
+START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UNLOADING", "END"
+
+
+@dataclasses.dataclass
+class VersionState:
+    version: int
+    state: str
+    error: str = ""  # empty when the version is healthy
+    model: Any = None
+
+
+def list_versions(base_path: str) -> list[int]:
+    """Numeric child folders that hold a complete SavedModel, lowest first."""
+    if not tf.io.gfile.isdir(base_path):
+        return []
+    versions = []
+    for child in tf.io.gfile.listdir(base_path):
+        name = child.rstrip("/")
+        if name.isdigit() and tf.io.gfile.exists(os.path.join(base_path, name, "saved_model.pb")):
+            versions.append(int(name))
+    return sorted(versions)
+
+
+class ModelStore:
+    def __init__(self, name: str, base_path: str, poll_seconds: float = 1.0):
+        self.name, self.base_path, self.poll_seconds = name, base_path, poll_seconds
+        self._states: dict[int, VersionState] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Load what is there now, then keep polling in the background."""
+        self.poll_once()
+        if self.poll_seconds > 0:
+            self._thread = threading.Thread(target=self._poll_forever, name=f"poll-{self.name}", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def _poll_forever(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.poll_once()
+            except Exception:  # a bad poll must not kill the poller; the next one retries
+                log.exception("polling %s failed", self.base_path)
+
+    def poll_once(self) -> None:
+        found = list_versions(self.base_path)
+        if not found:
+            return
+        newest = found[-1]
+        with self._lock:
+            known = self._states.get(newest)
+        if known is None:
+            self._load(newest)
+        with self._lock:
+            serving = self._serving_version_locked()
+            # Unload older versions only once a newer one serves (availability first).
+            for version, state in list(self._states.items()):
+                if serving is not None and version < serving and state.state == AVAILABLE:
+                    state.state, state.model = END, None
+
+    def _load(self, version: int) -> None:
+        path = os.path.join(self.base_path, str(version))
+        with self._lock:
+            self._states[version] = VersionState(version, LOADING)
+        try:
+            model = tf.saved_model.load(path)
+        except Exception as error:  # reported in the status; the old version keeps serving
+            log.error("loading %s failed: %s", path, error)
+            with self._lock:
+                self._states[version] = VersionState(version, END, f"loading {path} failed: {error}")
+            return
+        with self._lock:
+            self._states[version] = VersionState(version, AVAILABLE, model=model)
+        log.info("model %s version %d is available", self.name, version)
+
+    def _serving_version_locked(self) -> int | None:
+        available = [v for v, s in self._states.items() if s.state == AVAILABLE]
+        return max(available) if available else None
+
+    def resolve(self, version: int | None = None) -> tuple[int, Any]:
+        """(version, loaded SavedModel) for a request; the newest available without a version."""
+        with self._lock:
+            if version is None:
+                chosen = self._serving_version_locked()
+                if chosen is None:
+                    raise not_found(f"Servable not found for request: Latest({self.name})")
+            else:
+                state = self._states.get(version)
+                if state is None or state.state != AVAILABLE:
+                    raise not_found(f"Servable not found for request: Specific({self.name}, {version})")
+                chosen = version
+            return chosen, self._states[chosen].model
+
+    def statuses(self, version: int | None = None) -> list[VersionState]:
+        with self._lock:
+            if version is None:
+                if not self._states:
+                    raise not_found(f"Could not find any versions of model {self.name}")
+                return [dataclasses.replace(s, model=None) for _, s in sorted(self._states.items())]
+            if version not in self._states:
+                raise not_found(f"Could not find version {version} of model {self.name}")
+            return [dataclasses.replace(self._states[version], model=None)]

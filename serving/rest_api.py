@@ -1,0 +1,88 @@
+"""TF Serving's REST API (/v1/models/...) on aiohttp: model status and predict."""
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import urllib.parse
+
+from aiohttp import web
+
+from serving import signature_calls
+from serving.errors import ServingError, invalid, not_found
+from serving.model_store import ModelStore
+
+# TF Serving's own routing expressions (http_rest_api_handler.cc).
+POST_PATH = re.compile(
+    r"(?i)/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)")
+GET_PATH = re.compile(r"(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?")
+# Status error codes as TF Serving prints them (tensorflow.error.Code names).
+OK = "OK"
+
+
+def _json(body: dict, status: int = 200) -> web.Response:
+    return web.Response(text=json.dumps(body, indent=4), status=status, content_type="application/json")
+
+
+def _error(error: ServingError) -> web.Response:
+    return _json({"error": error.message}, error.http_status)
+
+
+class RestApi:
+    def __init__(self, models: dict[str, ModelStore]):
+        self.models = models
+
+    def app(self, max_body_bytes: int = 64 * 1024 * 1024) -> web.Application:
+        app = web.Application(client_max_size=max_body_bytes)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
+
+    def _model(self, name: str) -> ModelStore:
+        name = urllib.parse.unquote(name)
+        if name not in self.models:
+            raise not_found(f"Servable not found for request: Latest({name})")
+        return self.models[name]
+
+    async def handle(self, request: web.Request) -> web.Response:
+        # Match the path as sent (before %-decoding), as TF Serving does; names are decoded after.
+        path = request.raw_path.split("?", 1)[0]
+        if not re.fullmatch(r"(?i)/v1/.*", path):
+            raise web.HTTPNotFound()
+        try:
+            if request.method == "POST" and (match := POST_PATH.fullmatch(path)) and match.group(4) == "predict":
+                return await self._predict(match, await request.read())
+            if request.method == "GET" and (match := GET_PATH.fullmatch(path)) and not match.group(4):
+                return self._status(match)
+            if request.method == "GET" and path.lower() == "/v1/models":
+                raise invalid("Missing model name in request.")
+            raise invalid(f"Malformed request: {request.method} {path}")
+        except ServingError as error:
+            return _error(error)
+
+    def _status(self, match: re.Match) -> web.Response:
+        if not match.group(1):
+            raise invalid("Missing model name in request.")
+        name = urllib.parse.unquote(match.group(1))
+        if name not in self.models:
+            raise not_found(f"Could not find any versions of model {name}")
+        version = int(match.group(2)) if match.group(2) else None
+        states = self.models[name].statuses(version)
+        return _json({"model_version_status": [
+            {"version": str(s.version), "state": s.state,
+             "status": {"error_code": "UNKNOWN" if s.error else OK, "error_message": s.error}}
+            for s in states]})
+
+    async def _predict(self, match: re.Match, body: bytes) -> web.Response:
+        store = self._model(match.group(1))
+        if match.group(3):
+            raise invalid(f"Unrecognized servable version label: {match.group(3)}")
+        request = signature_calls.parse_json_body(body)
+        signature_name = request.get("signature_name", signature_calls.DEFAULT_SIGNATURE)
+        if not isinstance(signature_name, str):
+            raise invalid("'signature_name' must be a string")
+        _, model = store.resolve(int(match.group(2)) if match.group(2) else None)
+        _, function = signature_calls.signature(model, signature_name, rest=True)
+        inputs, rows = signature_calls.json_inputs(request, list(signature_calls.input_specs(function)))
+        # Model calls hold the GIL for little of their time; a worker thread keeps the loop serving.
+        outputs = await asyncio.get_running_loop().run_in_executor(None, signature_calls.run, function, inputs)
+        return _json(signature_calls.json_response(outputs, rows))

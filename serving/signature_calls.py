@@ -1,0 +1,159 @@
+"""Run a SavedModel signature on a TF Serving request: JSON (REST) or TensorProtos (gRPC).
+
+The JSON rules follow TF Serving's json_tensor.cc for the parts this server supports: row
+("instances") and columnar ("inputs") requests, {"b64": ...} strings, and the same error
+messages for the mistakes clients make most.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+import grpc
+import numpy as np
+import tensorflow as tf
+
+from serving.errors import ServingError, invalid
+
+DEFAULT_SIGNATURE = "serving_default"
+
+
+def signature(model, name: str, rest: bool):
+    name = name or DEFAULT_SIGNATURE
+    if name not in model.signatures:
+        if rest:
+            raise invalid(f'Serving signature name: "{name}" not found in signature def')
+        raise ServingError(grpc.StatusCode.FAILED_PRECONDITION, f"Serving signature key \"{name}\" not found.")
+    return name, model.signatures[name]
+
+
+def input_specs(function) -> dict[str, tf.TensorSpec]:
+    return dict(function.structured_input_signature[1])
+
+
+def run(function, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    specs = input_specs(function)
+    if set(inputs) != set(specs):
+        raise invalid(f"input size does not match signature: {len(inputs)}!={len(specs)} len({sorted(inputs)}) != "
+                      f"len({sorted(specs)})")
+    try:
+        tensors = {name: tf.constant(value, dtype=specs[name].dtype) for name, value in inputs.items()}
+    except (TypeError, ValueError) as error:
+        raise invalid(f"Failed to convert inputs: {error}") from None
+    try:
+        outputs = function(**tensors)
+    except tf.errors.InvalidArgumentError as error:
+        raise invalid(error.message) from None
+    except UnicodeDecodeError:  # TensorFlow quoting undecodable input bytes in its message
+        raise invalid("Could not parse the input: is every serialized example a valid tf.Example?") from None
+    return {name: value.numpy() for name, value in outputs.items()}
+
+
+# ---- JSON (REST) ----
+
+def _decode_strings(value: Any) -> Any:
+    """Nested JSON -> nested Python values, with {"b64": ...} and strings turned into bytes."""
+    if isinstance(value, dict):
+        if set(value) == {"b64"} and isinstance(value["b64"], str):
+            try:
+                return base64.b64decode(value["b64"], validate=True)
+            except binascii.Error:
+                raise invalid("Unable to base64 decode") from None
+        raise invalid(f"JSON Value: {json.dumps(value)} is not of expected type")
+    if isinstance(value, list):
+        return [_decode_strings(item) for item in value]
+    if isinstance(value, str):
+        return value.encode()
+    return value
+
+
+def _array(value: Any) -> np.ndarray:
+    """numpy array of decoded JSON; bytes stay objects (numpy's "S" type drops trailing NULs)."""
+    array = np.array(value)
+    return np.array(value, dtype=object) if array.dtype.kind == "S" else array
+
+
+def _is_named_row(value: Any) -> bool:
+    return isinstance(value, dict) and not (set(value) == {"b64"})
+
+
+def parse_json_body(body: bytes) -> dict:
+    if not body.strip():
+        raise invalid("JSON Parse error: The document is empty")
+    try:
+        request = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        message, offset = getattr(error, "msg", str(error)), getattr(error, "pos", 0)
+        raise invalid(f"JSON Parse error: {message} at offset: {offset}") from None
+    if not isinstance(request, dict):
+        raise invalid(f"JSON Value: {json.dumps(request)} Is not object")
+    return request
+
+
+def json_inputs(request: dict, names: list[str]) -> tuple[dict[str, np.ndarray], bool]:
+    """(inputs by name, True for a row request) from a parsed predict request."""
+    has_rows, has_columns = "instances" in request, "inputs" in request
+    if has_rows == has_columns:
+        if has_rows:
+            raise invalid(f"JSON Value: {json.dumps(request)} Not formatted correctly expecting only one of "
+                          "'inputs' or 'instances' keys to exist ")
+        raise invalid("Missing 'inputs' or 'instances' key")
+    if has_rows:
+        rows = request["instances"]
+        if not isinstance(rows, list):
+            raise invalid(f"JSON Value: {json.dumps(rows)} Excepting 'instances' to be an list/array")
+        if not rows:
+            raise invalid(f"JSON Value: {json.dumps(request)} No values in 'instances' array")
+        if _is_named_row(rows[0]):
+            columns: dict[str, list] = {name: [] for name in names}
+            for index, row in enumerate(rows):
+                if not _is_named_row(row) or set(row) != set(names):
+                    raise invalid(f"Failed to process element: {index} of 'instances' list. JSON object: "
+                                  f"{json.dumps(row)} keys must be equal to: {','.join(sorted(names))}")
+                for name in names:
+                    columns[name].append(_decode_strings(row[name]))
+            return {name: _array(values) for name, values in columns.items()}, True
+        if len(names) != 1:
+            raise invalid("instances is a plain list, but expecting list of objects as multiple input tensors "
+                          "required as per tensorinfo_map")
+        return {names[0]: _array(_decode_strings(rows))}, True
+    columns_value = request["inputs"]
+    if _is_named_row(columns_value):
+        missing = [name for name in names if name not in columns_value]
+        if missing:
+            raise invalid(f"Missing named input: {missing[0]} in 'inputs' object.")
+        return {name: _array(_decode_strings(columns_value[name])) for name in names}, False
+    if len(names) != 1:
+        raise invalid("inputs is a plain value/list, but expecting an object as multiple input tensors required "
+                      "as per tensorinfo_map")
+    return {names[0]: _array(_decode_strings(columns_value))}, False
+
+
+def _json_value(array: np.ndarray, alias: str) -> Any:
+    if array.dtype.kind in ("S", "O"):
+        if alias.endswith("_bytes"):
+            return np.vectorize(lambda b: {"b64": base64.b64encode(b).decode()}, otypes=[object])(array).tolist()
+        return np.vectorize(lambda b: b.decode("utf-8", "replace"), otypes=[object])(array).tolist()
+    return array.tolist()
+
+
+def json_response(outputs: dict[str, np.ndarray], rows: bool) -> dict:
+    if not rows:
+        if len(outputs) == 1:
+            (alias, value), = outputs.items()
+            return {"outputs": _json_value(value, alias)}
+        return {"outputs": {alias: _json_value(value, alias) for alias, value in outputs.items()}}
+    if len(outputs) == 1:
+        (alias, value), = outputs.items()
+        return {"predictions": _json_value(value, alias)}
+    sizes = {alias: value.shape[0] if value.ndim else None for alias, value in outputs.items()}
+    batch = next(iter(sizes.values()))
+    for alias, size in sizes.items():
+        if size is None:
+            raise invalid(f"Tensor name: {alias} has no shape information ")
+        if size != batch:
+            raise invalid(f"Tensor name: {alias} has inconsistent batch size: {size} expecting: {batch}")
+    columns = {alias: _json_value(value, alias) for alias, value in outputs.items()}
+    return {"predictions": [{alias: columns[alias][i] for alias in columns} for i in range(batch)]}

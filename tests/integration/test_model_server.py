@@ -1,0 +1,174 @@
+"""The model server against TF Serving's contract, through plain HTTP and the official
+gRPC stubs, on loopback ports."""
+from __future__ import annotations
+
+import base64
+import shutil
+import time
+
+import grpc
+import numpy as np
+import pytest
+import requests
+import tensorflow as tf
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from models.signatures import OUTPUT_KEY
+from serving.examples import read_csv_rows, row_to_example, rows_to_named_features
+from serving.model_store import ModelStore
+from serving.server import ModelServer
+
+pytestmark = pytest.mark.slow
+NAME = "taxi-tips"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, exported_model_dir, small_csv):
+    base = tmp_path_factory.mktemp("serving") / NAME
+    shutil.copytree(exported_model_dir, base / "1")
+    server = ModelServer({NAME: ModelStore(NAME, str(base), poll_seconds=0.2)}).start()
+    rows = list(read_csv_rows(str(small_csv)))[:20]
+    expected = tf.saved_model.load(str(exported_model_dir)).signatures["serving_default"](
+        examples=tf.constant([row_to_example(r).SerializeToString() for r in rows]))[OUTPUT_KEY].numpy()
+    yield server, base, rows, expected
+    server.stop()
+
+
+def _url(server, path):
+    return f"http://127.0.0.1:{server.rest_port}{path}"
+
+
+def test_rest_status_reports_the_version_available(served):
+    server, *_ = served
+    reply = requests.get(_url(server, f"/v1/models/{NAME}"), timeout=10)
+    assert reply.status_code == 200 and reply.headers["Content-Type"].startswith("application/json")
+    assert reply.json() == {"model_version_status": [
+        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
+
+
+def test_rest_row_predict_with_b64_examples_matches_the_model(served):
+    server, _, rows, expected = served
+    instances = [{"b64": base64.b64encode(row_to_example(r).SerializeToString()).decode()} for r in rows]
+    reply = requests.post(_url(server, f"/v1/models/{NAME}:predict"), json={"instances": instances}, timeout=10)
+    assert reply.status_code == 200, reply.text
+    np.testing.assert_allclose(np.array(reply.json()["predictions"]), expected, atol=1e-6)
+
+
+def test_rest_columnar_predict_with_named_features_matches_the_model(served):
+    server, _, rows, expected = served
+    body = {"signature_name": "serving_raw", "inputs": rows_to_named_features(rows)}
+    reply = requests.post(_url(server, f"/v1/models/{NAME}/versions/1:predict"), json=body, timeout=10)
+    assert reply.status_code == 200, reply.text
+    np.testing.assert_allclose(np.array(reply.json()["outputs"]), expected, atol=1e-6)
+
+
+def test_rest_row_predict_with_named_features(served):
+    server, _, rows, expected = served
+    columns = rows_to_named_features(rows[:3])
+    instances = [{name: values[i] for name, values in columns.items()} for i in range(3)]
+    reply = requests.post(_url(server, f"/v1/models/{NAME}:predict"),
+                          json={"signature_name": "serving_raw", "instances": instances}, timeout=10)
+    assert reply.status_code == 200, reply.text
+    np.testing.assert_allclose(np.array(reply.json()["predictions"]), expected[:3], atol=1e-6)
+
+
+@pytest.mark.parametrize("path, body, status, message", [
+    (f"/v1/models/{NAME}:predict", b"", 400, "JSON Parse error: The document is empty"),
+    (f"/v1/models/{NAME}:predict", b"{bad", 400, "JSON Parse error"),
+    (f"/v1/models/{NAME}:predict", b"[1]", 400, "Is not object"),
+    (f"/v1/models/{NAME}:predict", b'{"instances": []}', 400, "No values in 'instances' array"),
+    (f"/v1/models/{NAME}:predict", b'{"x": 1}', 400, "Missing 'inputs' or 'instances' key"),
+    (f"/v1/models/{NAME}:predict", b'{"instances": [1], "inputs": [1]}', 400, "expecting only one of"),
+    (f"/v1/models/{NAME}:predict", b'{"signature_name": "nope", "instances": [1]}', 400,
+     'Serving signature name: "nope" not found in signature def'),
+    (f"/v1/models/{NAME}:predict", b'{"signature_name": "serving_raw", "instances": [{"fare": 1}]}', 400,
+     "keys must be equal to"),
+    (f"/v1/models/{NAME}:predict", b'{"signature_name": "serving_raw", "inputs": {"fare": [1.0]}}', 400,
+     "Missing named input"),
+    (f"/v1/models/{NAME}:predict", b'{"instances": [{"b64": "***"}]}', 400, "Unable to base64 decode"),
+    ("/v1/models/other:predict", b'{"instances": [1]}', 404, "Servable not found for request: Latest(other)"),
+    (f"/v1/models/{NAME}/versions/7:predict", b'{"instances": [1]}', 404,
+     f"Servable not found for request: Specific({NAME}, 7)"),
+    ("/v1/models/..%2F..%2Fetc:predict", b'{"instances": [1]}', 404, "Servable not found"),
+])
+def test_rest_bad_requests_get_the_contract_error(served, path, body, status, message):
+    server, *_ = served
+    reply = requests.post(_url(server, path), data=body, timeout=10)
+    assert reply.status_code == status, reply.text
+    assert message in reply.json()["error"]
+    assert requests.get(_url(server, f"/v1/models/{NAME}"), timeout=10).status_code == 200, "server must stay up"
+
+
+def test_rest_routing_errors(served):
+    server, *_ = served
+    assert requests.get(_url(server, "/v1/models"), timeout=10).json() == {"error": "Missing model name in request."}
+    reply = requests.delete(_url(server, f"/v1/models/{NAME}"), timeout=10)
+    assert reply.status_code == 400 and reply.json()["error"].startswith("Malformed request: DELETE")
+    assert requests.get(_url(server, "/elsewhere"), timeout=10).status_code == 404
+    reply = requests.get(_url(server, f"/v1/models/{NAME}/versions/9"), timeout=10)
+    assert reply.status_code == 404 and reply.json() == {"error": f"Could not find version 9 of model {NAME}"}
+
+
+def test_grpc_predict_and_status_through_the_official_stubs(served):
+    server, _, rows, expected = served
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=NAME))
+        request.inputs["examples"].CopyFrom(tf.make_tensor_proto([row_to_example(r).SerializeToString() for r in rows]))
+        response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=10)
+        np.testing.assert_allclose(tf.make_ndarray(response.outputs[OUTPUT_KEY]), expected, atol=1e-6)
+        assert (response.model_spec.name, response.model_spec.signature_name,
+                response.model_spec.version.value) == (NAME, "serving_default", 1)
+        status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
+            get_model_status_pb2.GetModelStatusRequest(model_spec=model_pb2.ModelSpec(name=NAME)), timeout=10)
+        assert [(s.version, s.state) for s in status.model_version_status] == [(1, 30)]
+        with pytest.raises(grpc.RpcError) as failure:
+            prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
+                predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="other")), timeout=10)
+        assert failure.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def _wait_for(condition, seconds=60):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_half_written_and_corrupt_versions_never_replace_the_serving_one(served):
+    server, base, rows, _ = served
+    (base / "5" / "variables").mkdir(parents=True)  # a push still copying: no saved_model.pb yet
+    (base / "6").mkdir()
+    (base / "6" / "saved_model.pb").write_bytes(b"not a SavedModel")
+    assert _wait_for(lambda: any(s["version"] == "6" and s["state"] == "END" for s in
+                                 requests.get(_url(server, f"/v1/models/{NAME}"), timeout=10).json()
+                                 ["model_version_status"]))
+    statuses = {s["version"]: s for s in requests.get(_url(server, f"/v1/models/{NAME}"), timeout=10)
+                .json()["model_version_status"]}
+    assert "5" not in statuses and statuses["1"]["state"] == "AVAILABLE"
+    assert statuses["6"]["status"]["error_message"]
+    body = {"signature_name": "serving_raw", "inputs": rows_to_named_features(rows[:2])}
+    assert requests.post(_url(server, f"/v1/models/{NAME}:predict"), json=body, timeout=10).status_code == 200
+    shutil.rmtree(base / "6")
+
+
+def _states(server) -> dict[str, str]:
+    reply = requests.get(_url(server, f"/v1/models/{NAME}"), timeout=10).json()
+    return {s["version"]: s["state"] for s in reply["model_version_status"]}
+
+
+def test_a_new_version_is_loaded_and_then_served(served, exported_model_dir):
+    server, base, rows, _ = served
+    shutil.copytree(exported_model_dir, base / "10")
+    assert _wait_for(lambda: _states(server).get("10") == "AVAILABLE")
+    body = {"signature_name": "serving_raw", "inputs": rows_to_named_features(rows[:1])}
+    reply = requests.post(_url(server, f"/v1/models/{NAME}:predict"), json=body, timeout=10)
+    assert reply.status_code == 200
+    assert _states(server)["1"] == "END", "the old version is unloaded once the new one serves"
