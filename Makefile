@@ -5,7 +5,7 @@ UV_VERSION := 0.13.9
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lock bench clean
+.PHONY: run test serve lock bench clean
 
 $(VENV)/.installed: requirements.lock setup.py
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
@@ -20,6 +20,11 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Serve the pushed versions like tensorflow_model_server: gRPC :8500, REST :8501 (loopback).
+serve: $(VENV)/.installed
+	$(BIN)/python -m serving.server --model_name=taxi-tips --model_base_path=out/serving/taxi-tips \
+	    --port=8500 --rest_api_port=8501 $(ARGS)
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/pipeline_benchmark.py

@@ -18,7 +18,11 @@ import os
 import signal
 import sys
 import threading
+import warnings
 
+# Google Cloud client libraries (pulled in by TensorFlow's dependencies) warn about Python
+# and grpcio versions at import; nothing an operator can act on.
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"google(\..*)?$")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
