@@ -172,3 +172,42 @@ def test_a_new_version_is_loaded_and_then_served(served, exported_model_dir):
     reply = requests.post(_url(server, f"/v1/models/{NAME}:predict"), json=body, timeout=10)
     assert reply.status_code == 200
     assert _states(server)["1"] == "END", "the old version is unloaded once the new one serves"
+
+
+def test_grpc_and_rest_clients_agree_with_the_model(served):
+    from serving.clients import GrpcClient, RestClient
+    server, _, rows, expected = served
+    grpc_client = GrpcClient(f"127.0.0.1:{server.grpc_port}", NAME)
+    rest_client = RestClient(f"http://127.0.0.1:{server.rest_port}", NAME)
+    try:
+        np.testing.assert_allclose(grpc_client.predict(rows), expected.reshape(-1), atol=1e-6)
+        np.testing.assert_allclose(rest_client.predict(rows), expected.reshape(-1), atol=1e-6)
+    finally:
+        grpc_client.close()
+        rest_client.close()
+
+
+def test_grpc_client_retries_then_reports_an_unreachable_server():
+    import socket
+
+    from serving.clients import GrpcClient
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free_port = probe.getsockname()[1]
+    client = GrpcClient(f"127.0.0.1:{free_port}", NAME, timeout=2, retries=2)
+    started = time.monotonic()
+    with pytest.raises(grpc.RpcError) as failure:
+        client.predict([{"fare": "1.0"}])
+    assert failure.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert time.monotonic() - started < 20
+    client.close()
+
+
+def test_client_cli_prints_a_probability_per_row(served, small_csv, capsys):
+    from serving.client_cli import main
+    server, *_ = served
+    assert main([str(small_csv), "--rest", f"http://127.0.0.1:{server.rest_port}", "--limit", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and all("tip_probability 0." in line for line in lines)
+    assert main([str(small_csv), "--grpc", f"127.0.0.1:{server.grpc_port}", "--model", "nope"]) == 1
+    assert "Servable not found" in capsys.readouterr().err

@@ -1,0 +1,86 @@
+"""Clients for any TF Serving endpoint (the real tensorflow_model_server or serving/server.py).
+
+Both send raw CSV rows (or feature dicts with the same keys) as serialized tf.Examples to
+the model's serving_default signature and return the tip probability per row.
+"""
+from __future__ import annotations
+
+import base64
+import time
+from typing import Iterable, Sequence
+
+import grpc
+import numpy as np
+import requests
+import tensorflow as tf
+from requests.adapters import HTTPAdapter
+from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_service_pb2_grpc
+
+from models.signatures import OUTPUT_KEY
+from serving.examples import row_to_example
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+def _serialized(rows: Iterable[dict[str, str]]) -> list[bytes]:
+    return [row_to_example(row).SerializeToString() for row in rows]
+
+
+class GrpcClient:
+    """One channel reused for every call; deadlines; retries while the server is UNAVAILABLE."""
+
+    def __init__(self, target: str, model_name: str, timeout: float = 10.0, retries: int = 3,
+                 version: int | None = None, version_label: str | None = None):
+        self.model_name, self.timeout, self.retries = model_name, timeout, retries
+        self.version, self.version_label = version, version_label
+        self.channel = grpc.insecure_channel(target, options=[
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)])
+        self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
+
+    def predict(self, rows: Sequence[dict[str, str]]) -> np.ndarray:
+        request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(
+            name=self.model_name, signature_name="serving_default"))
+        if self.version is not None:
+            request.model_spec.version.value = self.version
+        elif self.version_label:
+            request.model_spec.version_label = self.version_label
+        request.inputs["examples"].CopyFrom(tf.make_tensor_proto(_serialized(rows), dtype=tf.string))
+        for attempt in range(self.retries + 1):
+            try:
+                response = self.stub.Predict(request, timeout=self.timeout)
+                return tf.make_ndarray(response.outputs[OUTPUT_KEY]).reshape(-1)
+            except grpc.RpcError as error:
+                if error.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.retries:
+                    raise
+                time.sleep(min(2.0, 0.1 * 2 ** attempt))
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+class RestClient:
+    """Pooled HTTP connections; examples travel base64-encoded as {"b64": ...}."""
+
+    def __init__(self, base_url: str, model_name: str, timeout: float = 10.0,
+                 version: int | None = None, version_label: str | None = None):
+        self.timeout = timeout
+        path = f"/v1/models/{model_name}"
+        if version is not None:
+            path += f"/versions/{version}"
+        elif version_label:
+            path += f"/labels/{version_label}"
+        self.url = base_url.rstrip("/") + path + ":predict"
+        self.session = requests.Session()
+        self.session.mount("http://", HTTPAdapter(pool_connections=4, pool_maxsize=32))
+
+    def predict(self, rows: Sequence[dict[str, str]]) -> np.ndarray:
+        instances = [{"b64": base64.b64encode(example).decode()} for example in _serialized(rows)]
+        reply = self.session.post(self.url, json={"instances": instances}, timeout=self.timeout)
+        if reply.status_code != 200:
+            raise RuntimeError(f"{self.url} answered {reply.status_code}: {reply.text[:500]}")
+        return np.array(reply.json()["predictions"], dtype=np.float32).reshape(-1)
+
+    def close(self) -> None:
+        self.session.close()
