@@ -12,6 +12,7 @@ from tensorflow_serving.apis import (
 
 from serving import signature_calls
 from serving.errors import ServingError, invalid, not_found
+from serving.metrics import ServerMetrics
 from serving.model_store import ModelStore
 
 STATE_NUMBERS = {"UNKNOWN": 0, "START": 10, "LOADING": 20, "AVAILABLE": 30, "UNLOADING": 40, "END": 50}
@@ -30,32 +31,38 @@ def _store(models: dict[str, ModelStore], spec) -> ModelStore:
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, models: dict[str, ModelStore]):
-        self.models = models
+    def __init__(self, models: dict[str, ModelStore], metrics: ServerMetrics | None = None):
+        self.models, self.metrics = models, metrics or ServerMetrics()
 
     def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:
-        try:
-            store = _store(self.models, request.model_spec)
-            if request.model_spec.version_label:
-                raise invalid(f"Unrecognized servable version label: {request.model_spec.version_label}")
-            version = request.model_spec.version.value if request.model_spec.HasField("version") else None
-            version, model = store.resolve(version)
-            name, function = signature_calls.signature(model, request.model_spec.signature_name, rest=False)
-            inputs = {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
-            outputs = signature_calls.run(function, inputs)
-            wanted = list(request.output_filter) or list(outputs)
-            for alias in wanted:
-                if alias not in outputs:
-                    raise invalid(f"output tensor alias not found in signature: {alias} Outputs expected to be "
-                                  f"in the set {{{','.join(sorted(outputs))}}}.")
-            response = predict_pb2.PredictResponse()
-            response.model_spec.name, response.model_spec.signature_name = store.name, name
-            response.model_spec.version.value = version
-            for alias in wanted:
-                response.outputs[alias].CopyFrom(tf.make_tensor_proto(outputs[alias]))
-            return response
-        except ServingError as error:
-            _abort(context, error)
+        with self.metrics.request(request.model_spec.name, "predict", "GRPC") as info:
+            try:
+                return self._predict(request, info)
+            except ServingError as error:
+                info["status"] = error.code.name
+                _abort(context, error)
+
+    def _predict(self, request: predict_pb2.PredictRequest, info: dict) -> predict_pb2.PredictResponse:
+        store = _store(self.models, request.model_spec)
+        if request.model_spec.version_label:
+            raise invalid(f"Unrecognized servable version label: {request.model_spec.version_label}")
+        version = request.model_spec.version.value if request.model_spec.HasField("version") else None
+        version, model = store.resolve(version)
+        info["version"] = str(version)
+        name, function = signature_calls.signature(model, request.model_spec.signature_name, rest=False)
+        inputs = {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
+        outputs = signature_calls.run(function, inputs)
+        wanted = list(request.output_filter) or list(outputs)
+        for alias in wanted:
+            if alias not in outputs:
+                raise invalid(f"output tensor alias not found in signature: {alias} Outputs expected to be "
+                              f"in the set {{{','.join(sorted(outputs))}}}.")
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name, response.model_spec.signature_name = store.name, name
+        response.model_spec.version.value = version
+        for alias in wanted:
+            response.outputs[alias].CopyFrom(tf.make_tensor_proto(outputs[alias]))
+        return response
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import os
 import threading
-from typing import Any
+from typing import Any, Callable
 
 import tensorflow as tf
 
@@ -45,8 +45,11 @@ def list_versions(base_path: str) -> list[int]:
 
 
 class ModelStore:
-    def __init__(self, name: str, base_path: str, poll_seconds: float = 1.0):
+    def __init__(self, name: str, base_path: str, poll_seconds: float = 1.0,
+                 on_event: Callable[[str, int, str], None] | None = None):
+        """`on_event(model, version, event)` hears of each load, failed load and unload."""
         self.name, self.base_path, self.poll_seconds = name, base_path, poll_seconds
+        self._on_event = on_event or (lambda *_: None)
         self._states: dict[int, VersionState] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -86,6 +89,7 @@ class ModelStore:
             for version, state in list(self._states.items()):
                 if serving is not None and version < serving and state.state == AVAILABLE:
                     state.state, state.model = END, None
+                    self._on_event(self.name, version, "unloaded")
 
     def _load(self, version: int) -> None:
         path = os.path.join(self.base_path, str(version))
@@ -97,10 +101,12 @@ class ModelStore:
             log.error("loading %s failed: %s", path, error)
             with self._lock:
                 self._states[version] = VersionState(version, END, f"loading {path} failed: {error}")
+            self._on_event(self.name, version, "load_failed")
             return
         with self._lock:
             self._states[version] = VersionState(version, AVAILABLE, model=model)
         log.info("model %s version %d is available", self.name, version)
+        self._on_event(self.name, version, "loaded")
 
     def _serving_version_locked(self) -> int | None:
         available = [v for v, s in self._states.items() if s.state == AVAILABLE]

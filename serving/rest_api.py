@@ -10,6 +10,7 @@ from aiohttp import web
 
 from serving import signature_calls
 from serving.errors import ServingError, invalid, not_found
+from serving.metrics import ServerMetrics
 from serving.model_store import ModelStore
 
 # TF Serving's own routing expressions (http_rest_api_handler.cc).
@@ -29,8 +30,9 @@ def _error(error: ServingError) -> web.Response:
 
 
 class RestApi:
-    def __init__(self, models: dict[str, ModelStore]):
-        self.models = models
+    def __init__(self, models: dict[str, ModelStore], metrics: ServerMetrics | None = None,
+                 metrics_path: str | None = None):
+        self.models, self.metrics, self.metrics_path = models, metrics or ServerMetrics(), metrics_path
 
     def app(self, max_body_bytes: int = 64 * 1024 * 1024) -> web.Application:
         app = web.Application(client_max_size=max_body_bytes)
@@ -46,6 +48,8 @@ class RestApi:
     async def handle(self, request: web.Request) -> web.Response:
         # Match the path as sent (before %-decoding), as TF Serving does; names are decoded after.
         path = request.raw_path.split("?", 1)[0]
+        if self.metrics_path and path == self.metrics_path and request.method == "GET":
+            return web.Response(body=self.metrics.exposition(), content_type="text/plain")
         if not re.fullmatch(r"(?i)/v1/.*", path):
             raise web.HTTPNotFound()
         try:
@@ -73,6 +77,14 @@ class RestApi:
             for s in states]})
 
     async def _predict(self, match: re.Match, body: bytes) -> web.Response:
+        with self.metrics.request(urllib.parse.unquote(match.group(1)), "predict", "REST") as info:
+            try:
+                return await self._predict_measured(match, body, info)
+            except ServingError as error:
+                info["status"] = error.code.name
+                raise
+
+    async def _predict_measured(self, match: re.Match, body: bytes, info: dict) -> web.Response:
         store = self._model(match.group(1))
         if match.group(3):
             raise invalid(f"Unrecognized servable version label: {match.group(3)}")
@@ -80,7 +92,8 @@ class RestApi:
         signature_name = request.get("signature_name", signature_calls.DEFAULT_SIGNATURE)
         if not isinstance(signature_name, str):
             raise invalid("'signature_name' must be a string")
-        _, model = store.resolve(int(match.group(2)) if match.group(2) else None)
+        version, model = store.resolve(int(match.group(2)) if match.group(2) else None)
+        info["version"] = str(version)
         _, function = signature_calls.signature(model, signature_name, rest=True)
         inputs, rows = signature_calls.json_inputs(request, list(signature_calls.input_specs(function)))
         # Model calls hold the GIL for little of their time; a worker thread keeps the loop serving.

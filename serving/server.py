@@ -31,6 +31,7 @@ from aiohttp import web  # noqa: E402
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc  # noqa: E402
 
 from serving.grpc_api import ModelService, PredictionService  # noqa: E402
+from serving.metrics import ServerMetrics, read_monitoring_config  # noqa: E402
 from serving.model_store import ModelStore  # noqa: E402
 from serving.rest_api import RestApi  # noqa: E402
 
@@ -42,8 +43,10 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 class ModelServer:
     """gRPC and REST front ends over one ModelStore per model; ports 0 pick free ones."""
 
-    def __init__(self, models: dict[str, ModelStore], host: str = "127.0.0.1"):
+    def __init__(self, models: dict[str, ModelStore], host: str = "127.0.0.1",
+                 metrics: ServerMetrics | None = None, metrics_path: str | None = None):
         self.models, self.host = models, host
+        self.metrics, self.metrics_path = metrics or ServerMetrics(), metrics_path
         self.grpc_port = self.rest_port = 0
         self._grpc: grpc.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -56,7 +59,8 @@ class ModelServer:
         self._grpc = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=16), options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(self.models), self._grpc)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+            PredictionService(self.models, self.metrics), self._grpc)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(self.models), self._grpc)
         self.grpc_port = self._grpc.add_insecure_port(f"{self.host}:{grpc_port}")
         self._grpc.start()
@@ -71,7 +75,7 @@ class ModelServer:
     def _serve_rest(self, port: int, ready: threading.Event) -> None:
         self._loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self._loop)
-        self._runner = web.AppRunner(RestApi(self.models).app(), access_log=None)
+        self._runner = web.AppRunner(RestApi(self.models, self.metrics, self.metrics_path).app(), access_log=None)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, self.host, port)
         self._loop.run_until_complete(site.start())
@@ -97,6 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--model_name", required=True)
     parser.add_argument("--model_base_path", required=True, help="folder of numeric version folders")
     parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
+    parser.add_argument("--monitoring_config_file", help="text MonitoringConfig; enables Prometheus metrics "
+                        "on the REST port")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
     return parser
 
@@ -108,8 +114,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"serving: --model_base_path {args.model_base_path} is not a folder; point it at the Pusher's "
               "serving dir (out/serving/<pipeline name>)", file=sys.stderr)
         return 2
-    store = ModelStore(args.model_name, args.model_base_path, args.file_system_poll_wait_seconds)
-    server = ModelServer({args.model_name: store}, args.host).start(args.port, args.rest_api_port)
+    try:
+        metrics_path = read_monitoring_config(args.monitoring_config_file) if args.monitoring_config_file else None
+    except (OSError, ValueError) as error:
+        print(f"serving: --monitoring_config_file: {error}", file=sys.stderr)
+        return 2
+    metrics = ServerMetrics()
+    store = ModelStore(args.model_name, args.model_base_path, args.file_system_poll_wait_seconds,
+                       on_event=lambda model, version, event: metrics.loads.labels(model, str(version), event).inc())
+    server = ModelServer({args.model_name: store}, args.host, metrics, metrics_path).start(
+        args.port, args.rest_api_port)
     log.info("serving %s from %s: gRPC %s:%d, REST %s:%d", args.model_name, args.model_base_path,
              args.host, server.grpc_port, args.host, server.rest_port)
     stopped = threading.Event()

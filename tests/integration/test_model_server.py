@@ -21,6 +21,8 @@ from tensorflow_serving.apis import (
 
 from models.signatures import OUTPUT_KEY
 from serving.examples import read_csv_rows, row_to_example, rows_to_named_features
+from serving.metrics import DEFAULT_PATH as METRICS_PATH
+from serving.metrics import ServerMetrics, read_monitoring_config
 from serving.model_store import ModelStore
 from serving.server import ModelServer
 
@@ -32,7 +34,10 @@ NAME = "taxi-tips"
 def served(tmp_path_factory, exported_model_dir, small_csv):
     base = tmp_path_factory.mktemp("serving") / NAME
     shutil.copytree(exported_model_dir, base / "1")
-    server = ModelServer({NAME: ModelStore(NAME, str(base), poll_seconds=0.2)}).start()
+    metrics = ServerMetrics()
+    store = ModelStore(NAME, str(base), poll_seconds=0.2,
+                       on_event=lambda model, version, event: metrics.loads.labels(model, str(version), event).inc())
+    server = ModelServer({NAME: store}, metrics=metrics, metrics_path=METRICS_PATH).start()
     rows = list(read_csv_rows(str(small_csv)))[:20]
     expected = tf.saved_model.load(str(exported_model_dir)).signatures["serving_default"](
         examples=tf.constant([row_to_example(r).SerializeToString() for r in rows]))[OUTPUT_KEY].numpy()
@@ -211,3 +216,35 @@ def test_client_cli_prints_a_probability_per_row(served, small_csv, capsys):
     assert len(lines) == 3 and all("tip_probability 0." in line for line in lines)
     assert main([str(small_csv), "--grpc", f"127.0.0.1:{server.grpc_port}", "--model", "nope"]) == 1
     assert "Servable not found" in capsys.readouterr().err
+
+
+def test_prometheus_metrics_count_requests_per_version_and_api(served):
+    server, _, rows, _ = served
+    body = {"signature_name": "serving_raw", "inputs": rows_to_named_features(rows[:2])}
+    assert requests.post(_url(server, f"/v1/models/{NAME}:predict"), json=body, timeout=10).status_code == 200
+    requests.post(_url(server, "/v1/models/other:predict"), json=body, timeout=10)
+    reply = requests.get(_url(server, METRICS_PATH), timeout=10)
+    assert reply.status_code == 200 and reply.headers["Content-Type"].startswith("text/plain")
+    text = reply.text
+    assert "# TYPE" in text
+    assert f':tensorflow:serving:request_count_total{{model_name="{NAME}",status="OK"}}' in text
+    assert ':tensorflow:serving:request_count_total{model_name="other",status="NOT_FOUND"}' in text
+    assert f'model_server_requests_total{{api="predict",entrypoint="REST",model="{NAME}",status="OK",version="10"}}' \
+        in text
+    assert f'model_server_request_latency_seconds_bucket{{api="predict",entrypoint="GRPC",le="0.0005",model="{NAME}"' \
+        in text
+    assert f'model_server_load_events_total{{event="loaded",model="{NAME}",version="10"}} 1.0' in text
+    assert f'model_server_load_events_total{{event="load_failed",model="{NAME}",version="6"}} 1.0' in text
+
+
+def test_monitoring_config_file(tmp_path):
+    path = tmp_path / "monitoring.config"
+    path.write_text('prometheus_config {\n  enable: true,\n  path: "/metrics"\n}\n')
+    assert read_monitoring_config(str(path)) == "/metrics"
+    path.write_text("prometheus_config { enable: true }")
+    assert read_monitoring_config(str(path)) == METRICS_PATH
+    path.write_text("prometheus_config { enable: false }")
+    assert read_monitoring_config(str(path)) is None
+    path.write_text("garbage")
+    with pytest.raises(ValueError, match="prometheus_config"):
+        read_monitoring_config(str(path))

@@ -1,0 +1,72 @@
+"""Prometheus metrics of the model server, on the REST port like TF Serving's.
+
+TF Serving's own series (`:tensorflow:serving:request_count`, `...:request_latency`) keep
+their names and labels so existing dashboards work; `model_server_*` series add the model
+version, which canary and A/B comparisons need.
+"""
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from typing import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+DEFAULT_PATH = "/monitoring/prometheus/metrics"
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10)
+
+
+def read_monitoring_config(path: str) -> str | None:
+    """The metrics path from a monitoring config file, or None when Prometheus is off.
+
+    The file is TF Serving's text MonitoringConfig:
+        prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }
+    """
+    text = open(path).read()
+    block = re.search(r"prometheus_config\s*\{([^}]*)\}", text)
+    if block is None:
+        raise ValueError(f"{path}: expected a prometheus_config {{ ... }} block")
+    enable = re.search(r"\benable\s*:\s*(true|false)\b", block.group(1))
+    if enable is None or enable.group(1) == "false":
+        return None
+    configured = re.search(r'\bpath\s*:\s*"([^"]*)"', block.group(1))
+    return configured.group(1) if configured and configured.group(1) else DEFAULT_PATH
+
+
+class ServerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.tfs_requests = Counter(":tensorflow:serving:request_count", "Requests by model and status",
+                                    ["model_name", "status"], registry=self.registry)
+        self.tfs_latency = Histogram(":tensorflow:serving:request_latency", "Request latency in seconds",
+                                     ["model_name", "API", "entrypoint"], buckets=LATENCY_BUCKETS,
+                                     registry=self.registry)
+        self.requests = Counter("model_server_requests", "Requests by model, version, API and outcome",
+                                ["model", "version", "api", "entrypoint", "status"], registry=self.registry)
+        self.latency = Histogram("model_server_request_latency_seconds", "Latency by model, version and API",
+                                 ["model", "version", "api", "entrypoint"], buckets=LATENCY_BUCKETS,
+                                 registry=self.registry)
+        self.loads = Counter("model_server_load_events", "Version loads and unloads by outcome",
+                             ["model", "version", "event"], registry=self.registry)
+
+    @contextlib.contextmanager
+    def request(self, model: str, api: str, entrypoint: str) -> Iterator[dict]:
+        """Time one request; the caller sets info['version'] once known and info['status'] on error."""
+        info = {"version": "", "status": "OK"}
+        started = time.perf_counter()
+        try:
+            yield info
+        except Exception:
+            if info["status"] == "OK":
+                info["status"] = "UNKNOWN"
+            raise
+        finally:
+            seconds = time.perf_counter() - started
+            self.tfs_requests.labels(model, info["status"]).inc()
+            self.tfs_latency.labels(model, api, entrypoint).observe(seconds)
+            self.requests.labels(model, info["version"], api, entrypoint, info["status"]).inc()
+            self.latency.labels(model, info["version"], api, entrypoint).observe(seconds)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
