@@ -4,6 +4,7 @@ from __future__ import annotations
 import grpc
 import tensorflow as tf
 from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
     get_model_status_pb2,
     model_service_pb2_grpc,
     predict_pb2,
@@ -63,6 +64,28 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         for alias in wanted:
             response.outputs[alias].CopyFrom(tf.make_tensor_proto(outputs[alias]))
         return response
+
+
+    def GetModelMetadata(self, request, context) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        try:
+            store = _store(self.models, request.model_spec)
+            if not request.metadata_field:
+                raise invalid("GetModelMetadataRequest must specify at least one metadata_field")
+            for field in request.metadata_field:
+                if field != "signature_def":
+                    raise invalid(f"Metadata field {field} is not supported")
+            version = request.model_spec.version.value if request.model_spec.HasField("version") else None
+            version, signature_defs = store.signature_defs(version)
+            response = get_model_metadata_pb2.GetModelMetadataResponse()
+            response.model_spec.name = store.name
+            response.model_spec.version.value = version
+            signature_map = get_model_metadata_pb2.SignatureDefMap()
+            for name, definition in signature_defs.items():
+                signature_map.signature_def[name].CopyFrom(definition)
+            response.metadata["signature_def"].Pack(signature_map)
+            return response
+        except ServingError as error:
+            _abort(context, error)
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):

@@ -15,6 +15,7 @@ import threading
 from typing import Any, Callable
 
 import tensorflow as tf
+from tensorflow.python.saved_model import loader_impl
 
 from serving.errors import not_found
 
@@ -30,6 +31,7 @@ class VersionState:
     state: str
     error: str = ""  # empty when the version is healthy
     model: Any = None
+    signature_defs: Any = None  # the MetaGraph's SignatureDef map, for metadata requests
 
 
 def list_versions(base_path: str) -> list[int]:
@@ -97,6 +99,7 @@ class ModelStore:
             self._states[version] = VersionState(version, LOADING)
         try:
             model = tf.saved_model.load(path)
+            signature_defs = loader_impl.parse_saved_model(path).meta_graphs[0].signature_def
         except Exception as error:  # reported in the status; the old version keeps serving
             log.error("loading %s failed: %s", path, error)
             with self._lock:
@@ -104,7 +107,7 @@ class ModelStore:
             self._on_event(self.name, version, "load_failed")
             return
         with self._lock:
-            self._states[version] = VersionState(version, AVAILABLE, model=model)
+            self._states[version] = VersionState(version, AVAILABLE, model=model, signature_defs=signature_defs)
         log.info("model %s version %d is available", self.name, version)
         self._on_event(self.name, version, "loaded")
 
@@ -125,6 +128,12 @@ class ModelStore:
                     raise not_found(f"Servable not found for request: Specific({self.name}, {version})")
                 chosen = version
             return chosen, self._states[chosen].model
+
+    def signature_defs(self, version: int | None = None):
+        """(version, SignatureDef map) of the version a metadata request names."""
+        chosen, _ = self.resolve(version)
+        with self._lock:
+            return chosen, self._states[chosen].signature_defs
 
     def statuses(self, version: int | None = None) -> list[VersionState]:
         with self._lock:

@@ -7,6 +7,7 @@ import re
 import urllib.parse
 
 from aiohttp import web
+from google.protobuf import json_format
 
 from serving import signature_calls
 from serving.errors import ServingError, invalid, not_found
@@ -55,8 +56,8 @@ class RestApi:
         try:
             if request.method == "POST" and (match := POST_PATH.fullmatch(path)) and match.group(4) == "predict":
                 return await self._predict(match, await request.read())
-            if request.method == "GET" and (match := GET_PATH.fullmatch(path)) and not match.group(4):
-                return self._status(match)
+            if request.method == "GET" and (match := GET_PATH.fullmatch(path)):
+                return self._metadata(match) if match.group(4) else self._status(match)
             if request.method == "GET" and path.lower() == "/v1/models":
                 raise invalid("Missing model name in request.")
             raise invalid(f"Malformed request: {request.method} {path}")
@@ -75,6 +76,18 @@ class RestApi:
             {"version": str(s.version), "state": s.state,
              "status": {"error_code": "UNKNOWN" if s.error else OK, "error_message": s.error}}
             for s in states]})
+
+    def _metadata(self, match: re.Match) -> web.Response:
+        if not match.group(1):
+            raise invalid("Missing model name in request.")
+        store = self._model(match.group(1))
+        if match.group(3):
+            raise invalid(f"Unrecognized servable version label: {match.group(3)}")
+        version, signature_defs = store.signature_defs(int(match.group(2)) if match.group(2) else None)
+        signatures = {name: json_format.MessageToDict(definition, preserving_proto_field_name=True)
+                      for name, definition in signature_defs.items()}
+        return _json({"model_spec": {"name": store.name, "signature_name": "", "version": str(version)},
+                      "metadata": {"signature_def": {"signature_def": signatures}}})
 
     async def _predict(self, match: re.Match, body: bytes) -> web.Response:
         with self.metrics.request(urllib.parse.unquote(match.group(1)), "predict", "REST") as info:

@@ -248,3 +248,27 @@ def test_monitoring_config_file(tmp_path):
     path.write_text("garbage")
     with pytest.raises(ValueError, match="prometheus_config"):
         read_monitoring_config(str(path))
+
+
+def test_metadata_lists_the_signatures_over_rest_and_grpc(served):
+    from tensorflow_serving.apis import get_model_metadata_pb2
+    server, *_ = served
+    reply = requests.get(_url(server, f"/v1/models/{NAME}/metadata"), timeout=10)
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    signatures = body["metadata"]["signature_def"]["signature_def"]
+    assert set(signatures) >= {"serving_default", "serving_raw", "transform_features"}
+    assert signatures["serving_default"]["inputs"]["examples"]["dtype"] == "DT_STRING"
+    assert signatures["serving_default"]["method_name"] == "tensorflow/serving/predict"
+    assert body["model_spec"]["name"] == NAME
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        response = stub.GetModelMetadata(get_model_metadata_pb2.GetModelMetadataRequest(
+            model_spec=model_pb2.ModelSpec(name=NAME), metadata_field=["signature_def"]), timeout=10)
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        response.metadata["signature_def"].Unpack(signature_map)
+        assert "serving_raw" in signature_map.signature_def
+        with pytest.raises(grpc.RpcError) as failure:
+            stub.GetModelMetadata(get_model_metadata_pb2.GetModelMetadataRequest(
+                model_spec=model_pb2.ModelSpec(name=NAME)), timeout=10)
+        assert "at least one metadata_field" in failure.value.details()
