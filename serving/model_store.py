@@ -18,6 +18,7 @@ import tensorflow as tf
 from tensorflow.python.saved_model import loader_impl
 
 from serving.errors import not_found
+from serving.warmup import replay_warmup_requests
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,9 @@ class ModelStore:
         try:
             model = tf.saved_model.load(path)
             signature_defs = loader_impl.parse_saved_model(path).meta_graphs[0].signature_def
+            replayed = replay_warmup_requests(model, path)
+            if replayed:
+                log.info("model %s version %d: replayed %d warmup requests", self.name, version, replayed)
         except Exception as error:  # reported in the status; the old version keeps serving
             log.error("loading %s failed: %s", path, error)
             with self._lock:

@@ -272,3 +272,59 @@ def test_metadata_lists_the_signatures_over_rest_and_grpc(served):
             stub.GetModelMetadata(get_model_metadata_pb2.GetModelMetadataRequest(
                 model_spec=model_pb2.ModelSpec(name=NAME)), timeout=10)
         assert "at least one metadata_field" in failure.value.details()
+
+
+def test_warmup_requests_are_replayed_and_a_failing_warmup_blocks_the_version(served, exported_model_dir):
+    from serving.warmup import write_warmup_requests
+    server, base, rows, _ = served
+    staging = base.parent / "staging-20"
+    shutil.copytree(exported_model_dir, staging)
+    write_warmup_requests(str(staging), rows, NAME)
+    staging.rename(base / "20")
+    assert _wait_for(lambda: _states(server).get("20") == "AVAILABLE")
+    # A version whose warmup requests break its signature never serves.
+    broken = base.parent / "staging-30"
+    shutil.copytree(exported_model_dir, broken)
+    path = write_warmup_requests(str(broken), rows[:2], NAME)
+    with tf.io.TFRecordWriter(path) as writer:
+        request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=NAME))
+        request.inputs["examples"].CopyFrom(tf.make_tensor_proto([b"not an example"]))
+        from tensorflow_serving.apis import prediction_log_pb2
+        writer.write(prediction_log_pb2.PredictionLog(
+            predict_log=prediction_log_pb2.PredictLog(request=request)).SerializeToString())
+    broken.rename(base / "30")
+    assert _wait_for(lambda: _states(server).get("30") == "END")
+    assert _states(server)["20"] == "AVAILABLE"
+
+
+def test_hot_reload_under_load_fails_no_request(served, exported_model_dir):
+    import threading
+
+    from serving.clients import GrpcClient
+    server, base, rows, _ = served
+    client = GrpcClient(f"127.0.0.1:{server.grpc_port}", NAME)
+    failures, answered, stop = [], [0], threading.Event()
+
+    def send():
+        for _ in range(2000):  # bounded
+            if stop.is_set():
+                return
+            try:
+                client.predict(rows[:4])
+                answered[0] += 1
+            except Exception as error:  # counted: the assertion below shows them
+                failures.append(error)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    time.sleep(0.5)
+    staging = base.parent / "staging-40"
+    shutil.copytree(exported_model_dir, staging)
+    staging.rename(base / "40")
+    assert _wait_for(lambda: _states(server).get("40") == "AVAILABLE")
+    time.sleep(0.5)
+    stop.set()
+    sender.join(timeout=60)
+    client.close()
+    assert failures == [] and answered[0] > 10
+    assert _states(server)["20"] == "END"
