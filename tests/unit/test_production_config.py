@@ -1,0 +1,66 @@
+"""What running the real tensorflow_model_server takes: configs that parse and agree."""
+import json
+import pathlib
+import re
+
+import pytest
+import yaml
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving.metrics import ServerMetrics, read_monitoring_config
+from serving.production_config import main, models_config
+
+DEPLOY = pathlib.Path(__file__).resolve().parents[2] / "serving" / "deploy"
+
+
+def _version(folder: pathlib.Path, number: int):
+    (folder / str(number)).mkdir(parents=True)
+    (folder / str(number) / "saved_model.pb").write_bytes(b"")
+
+
+def test_models_config_labels_the_newest_versions(tmp_path, capsys):
+    for number in (100, 200, 300):
+        _version(tmp_path, number)
+    (tmp_path / "400").mkdir()  # half-written: not a version yet
+    assert main(["--serving_dir", str(tmp_path), "--base_path", "/models/taxi-tips", "--canary"]) == 0
+    config = text_format.Parse(capsys.readouterr().out, model_server_config_pb2.ModelServerConfig())
+    model = config.model_config_list.config[0]
+    assert (model.name, model.base_path) == ("taxi-tips", "/models/taxi-tips")
+    assert dict(model.version_labels) == {"stable": 200, "canary": 300}
+    assert list(model.model_version_policy.specific.versions) == [200, 300]
+
+
+def test_models_config_needs_pushed_versions(tmp_path, capsys):
+    assert main(["--serving_dir", str(tmp_path)]) == 2
+    assert "no pushed versions" in capsys.readouterr().err
+    _version(tmp_path, 1)
+    with pytest.raises(ValueError, match="--canary needs two"):
+        models_config("m", "/m", [1], canary=True)
+
+
+def test_shipped_configs_parse():
+    text_format.Parse((DEPLOY / "models.config").read_text(), model_server_config_pb2.ModelServerConfig())
+    assert read_monitoring_config(str(DEPLOY / "monitoring.config")) == "/monitoring/prometheus/metrics"
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    command = compose["services"]["tensorflow-serving"]["command"]
+    assert "--model_name=taxi-tips" in command and "--rest_api_port=8501" in command
+    deployment, config_map = yaml.safe_load_all((DEPLOY / "k8s" / "deployment.yaml").read_text())
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert "/v1/models/taxi-tips" in " ".join(container["readinessProbe"]["exec"]["command"])
+    assert {p["containerPort"] for p in container["ports"]} == {8500, 8501}
+    text_format.Parse(config_map["data"]["models.config"], model_server_config_pb2.ModelServerConfig())
+    service = yaml.safe_load((DEPLOY / "k8s" / "service.yaml").read_text())
+    assert {p["port"] for p in service["spec"]["ports"]} == {8500, 8501}
+
+
+def test_dashboard_queries_metrics_the_server_exports():
+    dashboard = json.loads((DEPLOY / "grafana-dashboard.json").read_text())
+    exported = ServerMetrics().exposition().decode()
+    families = set(re.findall(r"^# TYPE (\S+) ", exported, flags=re.M))
+    queried = {name for panel in dashboard["panels"] for target in panel["targets"]
+               for name in re.findall(r'"(:tensorflow:[^"]+)"|(model_server_\w+)', target["expr"])
+               for name in name if name}
+    assert queried
+    for name in queried:
+        assert any(name.startswith(family) for family in families), name
