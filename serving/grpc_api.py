@@ -6,6 +6,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
+    model_management_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
@@ -14,6 +15,7 @@ from tensorflow_serving.apis import (
 from serving import signature_calls
 from serving.errors import ServingError, invalid, not_found
 from serving.metrics import ServerMetrics
+from serving.model_config import entries_from_proto
 from serving.model_store import ModelStore
 
 STATE_NUMBERS = {"UNKNOWN": 0, "START": 10, "LOADING": 20, "AVAILABLE": 30, "UNLOADING": 40, "END": 50}
@@ -31,6 +33,11 @@ def _store(models: dict[str, ModelStore], spec) -> ModelStore:
     return models[spec.name]
 
 
+def _version_and_label(spec) -> tuple[int | None, str | None]:
+    version = spec.version.value if spec.HasField("version") else None
+    return version, spec.version_label or None
+
+
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, models: dict[str, ModelStore], metrics: ServerMetrics | None = None):
         self.models, self.metrics = models, metrics or ServerMetrics()
@@ -45,10 +52,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def _predict(self, request: predict_pb2.PredictRequest, info: dict) -> predict_pb2.PredictResponse:
         store = _store(self.models, request.model_spec)
-        if request.model_spec.version_label:
-            raise invalid(f"Unrecognized servable version label: {request.model_spec.version_label}")
-        version = request.model_spec.version.value if request.model_spec.HasField("version") else None
-        version, model = store.resolve(version)
+        version, model = store.resolve(*_version_and_label(request.model_spec))
         info["version"] = str(version)
         name, function = signature_calls.signature(model, request.model_spec.signature_name, rest=False)
         inputs = {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
@@ -74,8 +78,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             for field in request.metadata_field:
                 if field != "signature_def":
                     raise invalid(f"Metadata field {field} is not supported")
-            version = request.model_spec.version.value if request.model_spec.HasField("version") else None
-            version, signature_defs = store.signature_defs(version)
+            version, signature_defs = store.signature_defs(*_version_and_label(request.model_spec))
             response = get_model_metadata_pb2.GetModelMetadataResponse()
             response.model_spec.name = store.name
             response.model_spec.version.value = version
@@ -89,8 +92,21 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, models: dict[str, ModelStore]):
-        self.models = models
+    def __init__(self, models: dict[str, ModelStore], apply_config=None):
+        """`apply_config(entries)` replaces the served models on HandleReloadConfigRequest."""
+        self.models, self.apply_config = models, apply_config
+
+    def HandleReloadConfigRequest(self, request, context) -> model_management_pb2.ReloadConfigResponse:
+        response = model_management_pb2.ReloadConfigResponse()
+        try:
+            if self.apply_config is None:
+                raise ServingError(grpc.StatusCode.UNIMPLEMENTED, "this server cannot reload its config")
+            self.apply_config(entries_from_proto(request.config))
+        except ServingError as error:
+            response.status.error_code = error.code.value[0]
+            response.status.error_message = error.message
+            _abort(context, error)
+        return response
 
     def GetModelStatus(self, request, context) -> get_model_status_pb2.GetModelStatusResponse:
         try:

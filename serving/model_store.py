@@ -1,7 +1,8 @@
 """The versions of one model: found under its base path, loaded, and chosen per request.
 
 Mirrors tensorflow_model_server's file-system source: every numeric child folder of the
-base path is a version; the newest is served (policy latest 1). A version counts only
+base path is a version; the version policy (latest N, all, specific) says which are loaded,
+labels name versions, and a request without a version gets the newest loaded one. A version counts only
 once its saved_model.pb exists, the file TFX's Pusher copies last, so a half-written
 push is never loaded. A new version is loaded before it replaces the old one, and a
 version that fails to load is reported in the status while the old one keeps serving.
@@ -17,7 +18,7 @@ from typing import Any, Callable
 import tensorflow as tf
 from tensorflow.python.saved_model import loader_impl
 
-from serving.errors import not_found
+from serving.errors import invalid, not_found
 from serving.warmup import replay_warmup_requests
 
 log = logging.getLogger(__name__)
@@ -47,11 +48,28 @@ def list_versions(base_path: str) -> list[int]:
     return sorted(versions)
 
 
+@dataclasses.dataclass(frozen=True)
+class VersionPolicy:
+    """TF Serving's model_version_policy: the `latest` N (default 1), `all`, or `specific` versions."""
+    kind: str = "latest"
+    count: int = 1
+    versions: tuple[int, ...] = ()
+
+    def choose(self, found: list[int]) -> list[int]:
+        if self.kind == "all":
+            return found
+        if self.kind == "specific":
+            return [version for version in found if version in self.versions]
+        return found[-self.count:]
+
+
 class ModelStore:
     def __init__(self, name: str, base_path: str, poll_seconds: float = 1.0,
-                 on_event: Callable[[str, int, str], None] | None = None):
+                 on_event: Callable[[str, int, str], None] | None = None,
+                 policy: VersionPolicy | None = None, labels: dict[str, int] | None = None):
         """`on_event(model, version, event)` hears of each load, failed load and unload."""
         self.name, self.base_path, self.poll_seconds = name, base_path, poll_seconds
+        self.policy, self.labels = policy or VersionPolicy(), dict(labels or {})
         self._on_event = on_event or (lambda *_: None)
         self._states: dict[int, VersionState] = {}
         self._lock = threading.Lock()
@@ -77,20 +95,25 @@ class ModelStore:
             except Exception:  # a bad poll must not kill the poller; the next one retries
                 log.exception("polling %s failed", self.base_path)
 
+    def configure(self, base_path: str, policy: VersionPolicy, labels: dict[str, int]) -> None:
+        """Apply a reloaded model config; the next poll loads and unloads to match it."""
+        with self._lock:
+            self.base_path, self.policy, self.labels = base_path, policy, dict(labels)
+
     def poll_once(self) -> None:
-        found = list_versions(self.base_path)
-        if not found:
-            return
-        newest = found[-1]
         with self._lock:
-            known = self._states.get(newest)
-        if known is None:
-            self._load(newest)
+            wanted = self.policy.choose(list_versions(self.base_path))
+            new = [version for version in wanted if version not in self._states]
+        # Newest first: it is the one `latest` requests go to.
+        for version in sorted(new, reverse=True):
+            self._load(version)
         with self._lock:
-            serving = self._serving_version_locked()
-            # Unload older versions only once a newer one serves (availability first).
+            # Unload what the policy no longer wants, but only once something wanted serves
+            # (TF Serving's availability-preserving policy).
+            if not any(self._states[v].state == AVAILABLE for v in wanted if v in self._states):
+                return
             for version, state in list(self._states.items()):
-                if serving is not None and version < serving and state.state == AVAILABLE:
+                if version not in wanted and state.state == AVAILABLE:
                     state.state, state.model = END, None
                     self._on_event(self.name, version, "unloaded")
 
@@ -119,9 +142,13 @@ class ModelStore:
         available = [v for v, s in self._states.items() if s.state == AVAILABLE]
         return max(available) if available else None
 
-    def resolve(self, version: int | None = None) -> tuple[int, Any]:
+    def resolve(self, version: int | None = None, label: str | None = None) -> tuple[int, Any]:
         """(version, loaded SavedModel) for a request; the newest available without a version."""
         with self._lock:
+            if label:
+                if label not in self.labels:
+                    raise invalid(f"Unrecognized servable version label: {label}")
+                version = self.labels[label]
             if version is None:
                 chosen = self._serving_version_locked()
                 if chosen is None:
@@ -133,9 +160,9 @@ class ModelStore:
                 chosen = version
             return chosen, self._states[chosen].model
 
-    def signature_defs(self, version: int | None = None):
+    def signature_defs(self, version: int | None = None, label: str | None = None):
         """(version, SignatureDef map) of the version a metadata request names."""
-        chosen, _ = self.resolve(version)
+        chosen, _ = self.resolve(version, label)
         with self._lock:
             return chosen, self._states[chosen].signature_defs
 

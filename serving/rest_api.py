@@ -30,6 +30,11 @@ def _error(error: ServingError) -> web.Response:
     return _json({"error": error.message}, error.http_status)
 
 
+def _version_and_label(match: re.Match) -> tuple[int | None, str | None]:
+    label = urllib.parse.unquote(match.group(3)) if match.group(3) else None
+    return (int(match.group(2)) if match.group(2) else None), label
+
+
 class RestApi:
     def __init__(self, models: dict[str, ModelStore], metrics: ServerMetrics | None = None,
                  metrics_path: str | None = None):
@@ -81,9 +86,7 @@ class RestApi:
         if not match.group(1):
             raise invalid("Missing model name in request.")
         store = self._model(match.group(1))
-        if match.group(3):
-            raise invalid(f"Unrecognized servable version label: {match.group(3)}")
-        version, signature_defs = store.signature_defs(int(match.group(2)) if match.group(2) else None)
+        version, signature_defs = store.signature_defs(*_version_and_label(match))
         signatures = {name: json_format.MessageToDict(definition, preserving_proto_field_name=True)
                       for name, definition in signature_defs.items()}
         return _json({"model_spec": {"name": store.name, "signature_name": "", "version": str(version)},
@@ -99,13 +102,11 @@ class RestApi:
 
     async def _predict_measured(self, match: re.Match, body: bytes, info: dict) -> web.Response:
         store = self._model(match.group(1))
-        if match.group(3):
-            raise invalid(f"Unrecognized servable version label: {match.group(3)}")
         request = signature_calls.parse_json_body(body)
         signature_name = request.get("signature_name", signature_calls.DEFAULT_SIGNATURE)
         if not isinstance(signature_name, str):
             raise invalid("'signature_name' must be a string")
-        version, model = store.resolve(int(match.group(2)) if match.group(2) else None)
+        version, model = store.resolve(*_version_and_label(match))
         info["version"] = str(version)
         _, function = signature_calls.signature(model, signature_name, rest=True)
         inputs, rows = signature_calls.json_inputs(request, list(signature_calls.input_specs(function)))

@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import warnings
 
 # Google Cloud client libraries (pulled in by TensorFlow's dependencies) warn about Python
@@ -30,9 +31,11 @@ import grpc  # noqa: E402
 from aiohttp import web  # noqa: E402
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc  # noqa: E402
 
+from serving.errors import ServingError  # noqa: E402
 from serving.grpc_api import ModelService, PredictionService  # noqa: E402
 from serving.metrics import ServerMetrics, read_monitoring_config  # noqa: E402
-from serving.model_store import ModelStore  # noqa: E402
+from serving.model_config import ModelEntry, read_model_config  # noqa: E402
+from serving.model_store import ModelStore, VersionPolicy  # noqa: E402
 from serving.rest_api import RestApi  # noqa: E402
 
 log = logging.getLogger("serving")
@@ -53,6 +56,24 @@ class ModelServer:
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
 
+    def apply_config(self, entries: list[ModelEntry], poll_seconds: float = 1.0) -> None:
+        """Serve exactly the models in `entries` (a reloaded model config replaces the old one)."""
+        wanted = {entry.name: entry for entry in entries}
+        for name in [name for name in self.models if name not in wanted]:
+            self.models.pop(name).stop()
+        for entry in entries:
+            if entry.name in self.models:
+                self.models[entry.name].configure(entry.base_path, entry.policy, entry.labels)
+                self.models[entry.name].poll_once()
+            else:
+                store = ModelStore(entry.name, entry.base_path, poll_seconds, self._load_event,
+                                   entry.policy, entry.labels)
+                store.start()
+                self.models[entry.name] = store
+
+    def _load_event(self, model: str, version: int, event: str) -> None:
+        self.metrics.loads.labels(model, str(version), event).inc()
+
     def start(self, grpc_port: int = 0, rest_port: int = 0) -> "ModelServer":
         for store in self.models.values():
             store.start()
@@ -61,7 +82,8 @@ class ModelServer:
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionService(self.models, self.metrics), self._grpc)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(self.models), self._grpc)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+            ModelService(self.models, self.apply_config), self._grpc)
         self.grpc_port = self._grpc.add_insecure_port(f"{self.host}:{grpc_port}")
         self._grpc.start()
         if rest_port >= 0:
@@ -98,8 +120,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=8500, help="gRPC port (TF Serving's --port)")
     parser.add_argument("--rest_api_port", type=int, default=8501, help="REST port; 0 picks a free one")
-    parser.add_argument("--model_name", required=True)
-    parser.add_argument("--model_base_path", required=True, help="folder of numeric version folders")
+    parser.add_argument("--model_name", help="one model's name (or use --model_config_file)")
+    parser.add_argument("--model_base_path", help="folder of numeric version folders")
+    parser.add_argument("--model_config_file", help="text ModelServerConfig: models, version policies, labels")
+    parser.add_argument("--model_config_file_poll_wait_seconds", type=float, default=0,
+                        help="re-read --model_config_file this often (0: only at start)")
     parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
     parser.add_argument("--monitoring_config_file", help="text MonitoringConfig; enables Prometheus metrics "
                         "on the REST port")
@@ -107,25 +132,51 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _entries(args) -> list[ModelEntry]:
+    if args.model_config_file:
+        if args.model_name or args.model_base_path:
+            raise ValueError("give either --model_config_file or --model_name/--model_base_path, not both")
+        return read_model_config(args.model_config_file)
+    if not (args.model_name and args.model_base_path):
+        raise ValueError("give --model_name and --model_base_path, or --model_config_file")
+    if not os.path.isdir(args.model_base_path):
+        raise ValueError(f"--model_base_path {args.model_base_path} is not a folder; point it at the Pusher's "
+                         "serving dir (out/serving/<pipeline name>)")
+    return [ModelEntry(args.model_name, args.model_base_path, VersionPolicy(), {})]
+
+
+def _watch_config(server: ModelServer, path: str, every: float, poll_seconds: float) -> None:
+    """Re-read the model config file; a broken edit is logged and the running config kept."""
+    last = None
+    while True:
+        try:
+            text = open(path).read()
+            if text != last:
+                server.apply_config(read_model_config(path), poll_seconds)
+                last = text
+        except (OSError, ValueError, ServingError) as error:
+            log.error("model config %s not applied: %s", path, error)
+        time.sleep(every)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not os.path.isdir(args.model_base_path):
-        print(f"serving: --model_base_path {args.model_base_path} is not a folder; point it at the Pusher's "
-              "serving dir (out/serving/<pipeline name>)", file=sys.stderr)
-        return 2
     try:
+        entries = _entries(args)
         metrics_path = read_monitoring_config(args.monitoring_config_file) if args.monitoring_config_file else None
-    except (OSError, ValueError) as error:
-        print(f"serving: --monitoring_config_file: {error}", file=sys.stderr)
+    except (OSError, ValueError, ServingError) as error:
+        print(f"serving: {error}", file=sys.stderr)
         return 2
-    metrics = ServerMetrics()
-    store = ModelStore(args.model_name, args.model_base_path, args.file_system_poll_wait_seconds,
-                       on_event=lambda model, version, event: metrics.loads.labels(model, str(version), event).inc())
-    server = ModelServer({args.model_name: store}, args.host, metrics, metrics_path).start(
-        args.port, args.rest_api_port)
-    log.info("serving %s from %s: gRPC %s:%d, REST %s:%d", args.model_name, args.model_base_path,
-             args.host, server.grpc_port, args.host, server.rest_port)
+    server = ModelServer({}, args.host, ServerMetrics(), metrics_path)
+    server.apply_config(entries, args.file_system_poll_wait_seconds)
+    server.start(args.port, args.rest_api_port)
+    log.info("serving %s: gRPC %s:%d, REST %s:%d", ", ".join(e.name for e in entries), args.host,
+             server.grpc_port, args.host, server.rest_port)
+    if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:
+        threading.Thread(target=_watch_config, daemon=True, args=(
+            server, args.model_config_file, args.model_config_file_poll_wait_seconds,
+            args.file_system_poll_wait_seconds)).start()
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.set())

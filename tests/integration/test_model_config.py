@@ -1,0 +1,102 @@
+"""Model config: version policies, labels (stable/canary), and reloading the config."""
+from __future__ import annotations
+
+import shutil
+
+import grpc
+import pytest
+import requests
+import tensorflow as tf
+from tensorflow_serving.apis import (
+    model_management_pb2,
+    model_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving.model_config import read_model_config
+from serving.server import ModelServer, main
+
+pytestmark = pytest.mark.slow
+NAME = "taxi-tips"
+CONFIG = """model_config_list {{ config {{
+  name: "taxi-tips" base_path: "{base}" model_platform: "tensorflow"
+  model_version_policy {{ specific {{ versions: 1 versions: 2 }} }}
+  version_labels {{ key: "stable" value: 1 }}
+  version_labels {{ key: "canary" value: 2 }}
+}} }}
+"""
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory, exported_model_dir):
+    base = tmp_path_factory.mktemp("labels") / NAME
+    for version in (1, 2, 3):
+        shutil.copytree(exported_model_dir, base / str(version))
+    config = base.parent / "models.config"
+    config.write_text(CONFIG.format(base=base))
+    server = ModelServer({})
+    server.apply_config(read_model_config(str(config)), poll_seconds=0)
+    server.start()
+    yield server, base
+    server.stop()
+
+
+def _status(server) -> dict[str, str]:
+    reply = requests.get(f"http://127.0.0.1:{server.rest_port}/v1/models/{NAME}", timeout=10).json()
+    return {s["version"]: s["state"] for s in reply["model_version_status"]}
+
+
+def _grpc_version(server, label: str) -> int:
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=NAME, version_label=label))
+        request.inputs["examples"].CopyFrom(tf.make_tensor_proto([b""]))
+        return prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
+            request, timeout=10).model_spec.version.value
+
+
+def test_specific_policy_loads_only_the_listed_versions(labelled):
+    server, _ = labelled
+    assert _status(server) == {"1": "AVAILABLE", "2": "AVAILABLE"}
+
+
+def test_labels_pick_the_version_over_rest_and_grpc(labelled):
+    server, _ = labelled
+    url = f"http://127.0.0.1:{server.rest_port}/v1/models/{NAME}/labels"
+    reply = requests.post(f"{url}/canary:predict", json={"instances": [{"b64": ""}]}, timeout=10)
+    assert reply.status_code == 200, reply.text
+    assert requests.get(f"{url}/stable/metadata", timeout=10).json()["model_spec"]["version"] == "1"
+    assert _grpc_version(server, "stable") == 1 and _grpc_version(server, "canary") == 2
+    reply = requests.post(f"{url}/beta:predict", json={"instances": [{"b64": ""}]}, timeout=10)
+    assert reply.status_code == 400 and reply.json()["error"] == "Unrecognized servable version label: beta"
+
+
+def test_reload_config_moves_the_stable_label(labelled):
+    server, base = labelled
+    config = model_server_config_pb2.ModelServerConfig()
+    model = config.model_config_list.config.add(name=NAME, base_path=str(base), model_platform="tensorflow")
+    model.model_version_policy.specific.versions.extend([2, 3])
+    model.version_labels["stable"] = 3
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        response = model_service_pb2_grpc.ModelServiceStub(channel).HandleReloadConfigRequest(
+            model_management_pb2.ReloadConfigRequest(config=config), timeout=60)
+    assert response.status.error_code == 0
+    assert _grpc_version(server, "stable") == 3
+    assert _status(server) == {"1": "END", "2": "AVAILABLE", "3": "AVAILABLE"}
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel, pytest.raises(grpc.RpcError) as failure:
+        model_service_pb2_grpc.ModelServiceStub(channel).HandleReloadConfigRequest(
+            model_management_pb2.ReloadConfigRequest(), timeout=10)
+    assert "Only ModelConfigList is currently supported" in failure.value.details()
+
+
+def test_server_flags_are_checked(tmp_path, capsys):
+    assert main(["--model_name", NAME]) == 2
+    assert "--model_base_path" in capsys.readouterr().err
+    assert main(["--model_name", NAME, "--model_base_path", str(tmp_path / "missing")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    bad = tmp_path / "bad.config"
+    bad.write_text("model_config_list { config { nme: 1 } }")
+    assert main(["--model_config_file", str(bad)]) == 2
+    assert "not a text ModelServerConfig" in capsys.readouterr().err
