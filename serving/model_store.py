@@ -72,7 +72,8 @@ class ModelStore:
         self.policy, self.labels = policy or VersionPolicy(), dict(labels or {})
         self._on_event = on_event or (lambda *_: None)
         self._states: dict[int, VersionState] = {}
-        self._lock = threading.Lock()
+        # Re-entrant: load-event callbacks may read the status while the poller holds the lock.
+        self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -165,6 +166,10 @@ class ModelStore:
         chosen, _ = self.resolve(version, label)
         with self._lock:
             return chosen, self._states[chosen].signature_defs
+
+    def statuses_or_empty(self) -> list[VersionState]:
+        with self._lock:
+            return [dataclasses.replace(s, model=None) for _, s in sorted(self._states.items())]
 
     def statuses(self, version: int | None = None) -> list[VersionState]:
         with self._lock:

@@ -29,6 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import grpc  # noqa: E402
 from aiohttp import web  # noqa: E402
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc  # noqa: E402
 
 from serving.errors import ServingError  # noqa: E402
@@ -50,6 +51,7 @@ class ModelServer:
                  metrics: ServerMetrics | None = None, metrics_path: str | None = None):
         self.models, self.host = models, host
         self.metrics, self.metrics_path = metrics or ServerMetrics(), metrics_path
+        self.health = health.HealthServicer()
         self.grpc_port = self.rest_port = 0
         self._grpc: grpc.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -70,9 +72,19 @@ class ModelServer:
                                    entry.policy, entry.labels)
                 store.start()
                 self.models[entry.name] = store
+        self._update_health()
 
     def _load_event(self, model: str, version: int, event: str) -> None:
         self.metrics.loads.labels(model, str(version), event).inc()
+        self._update_health()
+
+    def _update_health(self) -> None:
+        """grpc.health.v1: a model is SERVING while one of its versions is AVAILABLE."""
+        serving = health_pb2.HealthCheckResponse.SERVING
+        for name, store in list(self.models.items()):
+            available = any(state.state == "AVAILABLE" for state in store.statuses_or_empty())
+            self.health.set(name, serving if available else health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.health.set("", serving)
 
     def start(self, grpc_port: int = 0, rest_port: int = 0) -> "ModelServer":
         for store in self.models.values():
@@ -84,6 +96,8 @@ class ModelServer:
             PredictionService(self.models, self.metrics), self._grpc)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
             ModelService(self.models, self.apply_config), self._grpc)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
+        self._update_health()
         self.grpc_port = self._grpc.add_insecure_port(f"{self.host}:{grpc_port}")
         self._grpc.start()
         if rest_port >= 0:

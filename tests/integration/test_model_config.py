@@ -100,3 +100,16 @@ def test_server_flags_are_checked(tmp_path, capsys):
     bad.write_text("model_config_list { config { nme: 1 } }")
     assert main(["--model_config_file", str(bad)]) == 2
     assert "not a text ModelServerConfig" in capsys.readouterr().err
+
+
+def test_grpc_health_service_reports_each_model(labelled):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    server, _ = labelled
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for service in ("", NAME):
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as failure:
+            stub.Check(health_pb2.HealthCheckRequest(service="other"), timeout=10)
+        assert failure.value.code() == grpc.StatusCode.NOT_FOUND
