@@ -121,6 +121,8 @@ class ModelStore:
     def _load(self, version: int) -> None:
         path = os.path.join(self.base_path, str(version))
         with self._lock:
+            if version in self._states:  # another poll (a config reload) got to it first
+                return
             self._states[version] = VersionState(version, LOADING)
         try:
             model = tf.saved_model.load(path)
@@ -168,15 +170,17 @@ class ModelStore:
             return chosen, self._states[chosen].signature_defs
 
     def statuses_or_empty(self) -> list[VersionState]:
+        """Every version this store knows, oldest first, without the loaded models."""
         with self._lock:
             return [dataclasses.replace(s, model=None) for _, s in sorted(self._states.items())]
 
     def statuses(self, version: int | None = None) -> list[VersionState]:
+        """Like TF Serving's model status: NOT_FOUND for an unknown model or version."""
         with self._lock:
             if version is None:
                 if not self._states:
                     raise not_found(f"Could not find any versions of model {self.name}")
-                return [dataclasses.replace(s, model=None) for _, s in sorted(self._states.items())]
+                return self.statuses_or_empty()
             if version not in self._states:
                 raise not_found(f"Could not find version {version} of model {self.name}")
             return [dataclasses.replace(self._states[version], model=None)]
