@@ -17,6 +17,7 @@ from serving.errors import ServingError, invalid, not_found
 from serving.metrics import ServerMetrics
 from serving.model_config import entries_from_proto
 from serving.model_store import ModelStore
+from serving.request_log import RequestLog
 
 STATE_NUMBERS = {"UNKNOWN": 0, "START": 10, "LOADING": 20, "AVAILABLE": 30, "UNLOADING": 40, "END": 50}
 
@@ -39,8 +40,9 @@ def _version_and_label(spec) -> tuple[int | None, str | None]:
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, models: dict[str, ModelStore], metrics: ServerMetrics | None = None):
-        self.models, self.metrics = models, metrics or ServerMetrics()
+    def __init__(self, models: dict[str, ModelStore], metrics: ServerMetrics | None = None,
+                 request_log: RequestLog | None = None):
+        self.models, self.metrics, self.request_log = models, metrics or ServerMetrics(), request_log
 
     def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:
         with self.metrics.request(request.model_spec.name, "predict", "GRPC") as info:
@@ -57,6 +59,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         name, function = signature_calls.signature(model, request.model_spec.signature_name, rest=False)
         inputs = {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
         outputs = signature_calls.run(function, inputs)
+        if self.request_log:
+            self.request_log.record(store.name, version, name, inputs, outputs)
         wanted = list(request.output_filter) or list(outputs)
         for alias in wanted:
             if alias not in outputs:

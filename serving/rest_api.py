@@ -13,6 +13,7 @@ from serving import signature_calls
 from serving.errors import ServingError, invalid, not_found
 from serving.metrics import ServerMetrics
 from serving.model_store import ModelStore
+from serving.request_log import RequestLog
 
 # TF Serving's own routing expressions (http_rest_api_handler.cc).
 POST_PATH = re.compile(
@@ -37,8 +38,9 @@ def _version_and_label(match: re.Match) -> tuple[int | None, str | None]:
 
 class RestApi:
     def __init__(self, models: dict[str, ModelStore], metrics: ServerMetrics | None = None,
-                 metrics_path: str | None = None):
+                 metrics_path: str | None = None, request_log: RequestLog | None = None):
         self.models, self.metrics, self.metrics_path = models, metrics or ServerMetrics(), metrics_path
+        self.request_log = request_log
 
     def app(self, max_body_bytes: int = 64 * 1024 * 1024) -> web.Application:
         app = web.Application(client_max_size=max_body_bytes)
@@ -108,8 +110,10 @@ class RestApi:
             raise invalid("'signature_name' must be a string")
         version, model = store.resolve(*_version_and_label(match))
         info["version"] = str(version)
-        _, function = signature_calls.signature(model, signature_name, rest=True)
+        signature_name, function = signature_calls.signature(model, signature_name, rest=True)
         inputs, rows = signature_calls.json_inputs(request, list(signature_calls.input_specs(function)))
         # Model calls hold the GIL for little of their time; a worker thread keeps the loop serving.
         outputs = await asyncio.get_running_loop().run_in_executor(None, signature_calls.run, function, inputs)
+        if self.request_log:
+            self.request_log.record(store.name, version, signature_name, inputs, outputs)
         return _json(signature_calls.json_response(outputs, rows))

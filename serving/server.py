@@ -37,6 +37,7 @@ from serving.grpc_api import ModelService, PredictionService  # noqa: E402
 from serving.metrics import ServerMetrics, read_monitoring_config  # noqa: E402
 from serving.model_config import ModelEntry, read_model_config  # noqa: E402
 from serving.model_store import ModelStore, VersionPolicy  # noqa: E402
+from serving.request_log import RequestLog  # noqa: E402
 from serving.rest_api import RestApi  # noqa: E402
 
 log = logging.getLogger("serving")
@@ -48,8 +49,9 @@ class ModelServer:
     """gRPC and REST front ends over one ModelStore per model; ports 0 pick free ones."""
 
     def __init__(self, models: dict[str, ModelStore], host: str = "127.0.0.1",
-                 metrics: ServerMetrics | None = None, metrics_path: str | None = None):
-        self.models, self.host = models, host
+                 metrics: ServerMetrics | None = None, metrics_path: str | None = None,
+                 request_log: RequestLog | None = None):
+        self.models, self.host, self.request_log = models, host, request_log
         self.metrics, self.metrics_path = metrics or ServerMetrics(), metrics_path
         self.health = health.HealthServicer()
         self.grpc_port = self.rest_port = 0
@@ -93,7 +95,7 @@ class ModelServer:
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionService(self.models, self.metrics), self._grpc)
+            PredictionService(self.models, self.metrics, self.request_log), self._grpc)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
             ModelService(self.models, self.apply_config), self._grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
@@ -111,7 +113,8 @@ class ModelServer:
     def _serve_rest(self, port: int, ready: threading.Event) -> None:
         self._loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self._loop)
-        self._runner = web.AppRunner(RestApi(self.models, self.metrics, self.metrics_path).app(), access_log=None)
+        self._runner = web.AppRunner(
+            RestApi(self.models, self.metrics, self.metrics_path, self.request_log).app(), access_log=None)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, self.host, port)
         self._loop.run_until_complete(site.start())
@@ -128,6 +131,8 @@ class ModelServer:
             self._thread.join(timeout=10)
         for store in self.models.values():
             store.stop()
+        if self.request_log:
+            self.request_log.close()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -142,6 +147,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
     parser.add_argument("--monitoring_config_file", help="text MonitoringConfig; enables Prometheus metrics "
                         "on the REST port")
+    parser.add_argument("--request_log_file", help="TFRecord file of sampled PredictionLog records "
+                        "(read by the training/serving skew check)")
+    parser.add_argument("--request_log_sample_rate", type=float, default=1.0, help="share of requests logged")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
     return parser
 
@@ -179,10 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         entries = _entries(args)
         metrics_path = read_monitoring_config(args.monitoring_config_file) if args.monitoring_config_file else None
+        request_log = (RequestLog(args.request_log_file, args.request_log_sample_rate)
+                       if args.request_log_file else None)
     except (OSError, ValueError, ServingError) as error:
         print(f"serving: {error}", file=sys.stderr)
         return 2
-    server = ModelServer({}, args.host, ServerMetrics(), metrics_path)
+    server = ModelServer({}, args.host, ServerMetrics(), metrics_path, request_log)
     server.apply_config(entries, args.file_system_poll_wait_seconds)
     server.start(args.port, args.rest_api_port)
     log.info("serving %s: gRPC %s:%d, REST %s:%d", ", ".join(e.name for e in entries), args.host,

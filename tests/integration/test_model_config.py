@@ -113,3 +113,29 @@ def test_grpc_health_service_reports_each_model(labelled):
         with pytest.raises(grpc.RpcError) as failure:
             stub.Check(health_pb2.HealthCheckRequest(service="other"), timeout=10)
         assert failure.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_request_log_records_served_requests_for_the_skew_check(tmp_path, exported_model_dir, small_csv):
+    from serving.clients import GrpcClient, RestClient
+    from serving.examples import read_csv_rows
+    from serving.model_store import ModelStore
+    from serving.request_log import RequestLog, logged_examples, read_predict_logs
+    base = tmp_path / NAME
+    shutil.copytree(exported_model_dir, base / "7")
+    log_path = tmp_path / "logs" / "requests.tfrecord"
+    server = ModelServer({NAME: ModelStore(NAME, str(base), poll_seconds=0)},
+                         request_log=RequestLog(str(log_path))).start()
+    rows = list(read_csv_rows(str(small_csv)))[:6]
+    try:
+        GrpcClient(f"127.0.0.1:{server.grpc_port}", NAME).predict(rows[:4])
+        RestClient(f"http://127.0.0.1:{server.rest_port}", NAME).predict(rows[4:])
+    finally:
+        server.stop()
+    logs = list(read_predict_logs(str(log_path)))
+    assert len(logs) == 2 and {log.request.model_spec.version.value for log in logs} == {7}
+    assert all("tip_probability" in log.response.outputs for log in logs)
+    examples = list(logged_examples(str(log_path)))
+    assert len(examples) == 6
+    assert examples[0].features.feature["fare"].float_list.value[0] == pytest.approx(float(rows[0]["fare"]))
+    with pytest.raises(ValueError, match="sample rate"):
+        RequestLog(str(tmp_path / "x"), sample_rate=0)
