@@ -6,6 +6,7 @@ the model's serving_default signature and return the tip probability per row.
 from __future__ import annotations
 
 import base64
+import random
 import time
 from typing import Iterable, Sequence
 
@@ -84,3 +85,27 @@ class RestClient:
 
     def close(self) -> None:
         self.session.close()
+
+
+class TrafficSplitClient:
+    """A/B and canary traffic: each call goes to one version label, picked by weight.
+
+    `clients` maps a label (e.g. "stable", "canary") to a client already bound to that
+    label; the server's per-version metrics then show how each version does.
+    """
+
+    def __init__(self, clients: dict[str, GrpcClient | RestClient], weights: dict[str, float], seed: int | None = None):
+        if set(clients) != set(weights) or any(w < 0 for w in weights.values()) or not sum(weights.values()):
+            raise ValueError("give a non-negative weight, not all zero, for each label's client")
+        self.clients, self.labels = clients, list(weights)
+        self.weights = [weights[label] for label in self.labels]
+        self._random = random.Random(seed)
+
+    def predict(self, rows: Sequence[dict[str, str]]) -> tuple[str, np.ndarray]:
+        """(label the request went to, probabilities)."""
+        label = self._random.choices(self.labels, self.weights)[0]
+        return label, self.clients[label].predict(rows)
+
+    def close(self) -> None:
+        for client in self.clients.values():
+            client.close()

@@ -139,3 +139,26 @@ def test_request_log_records_served_requests_for_the_skew_check(tmp_path, export
     assert examples[0].features.feature["fare"].float_list.value[0] == pytest.approx(float(rows[0]["fare"]))
     with pytest.raises(ValueError, match="sample rate"):
         RequestLog(str(tmp_path / "x"), sample_rate=0)
+
+
+def test_traffic_split_between_labels_shows_in_per_version_metrics(labelled, small_csv):
+    from serving.clients import GrpcClient, TrafficSplitClient
+    from serving.examples import read_csv_rows
+    from serving.model_config import ModelEntry
+    from serving.model_store import VersionPolicy
+    server, base = labelled
+    server.apply_config([ModelEntry(NAME, str(base), VersionPolicy("specific", versions=(2, 3)),
+                                    {"stable": 3, "canary": 2})], poll_seconds=0)
+    target = f"127.0.0.1:{server.grpc_port}"
+    split = TrafficSplitClient({"stable": GrpcClient(target, NAME, version_label="stable"),
+                                "canary": GrpcClient(target, NAME, version_label="canary")},
+                               {"stable": 0.8, "canary": 0.2}, seed=7)
+    row = list(read_csv_rows(str(small_csv)))[:1]
+    before = server.metrics.requests.labels(NAME, "2", "predict", "GRPC", "OK")._value.get()
+    sent = [split.predict(row)[0] for _ in range(200)]
+    split.close()
+    assert 120 < sent.count("stable") < 190
+    canary_requests = server.metrics.requests.labels(NAME, "2", "predict", "GRPC", "OK")._value.get() - before
+    assert canary_requests == sent.count("canary")
+    with pytest.raises(ValueError, match="weight"):
+        TrafficSplitClient({"stable": None}, {"stable": 0})
