@@ -13,6 +13,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving import signature_calls
+from serving.batching import Batcher
 from serving.errors import ServingError, invalid, not_found
 from serving.metrics import ServerMetrics
 from serving.model_config import entries_from_proto
@@ -41,8 +42,9 @@ def _version_and_label(spec) -> tuple[int | None, str | None]:
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, models: dict[str, ModelStore], metrics: ServerMetrics | None = None,
-                 request_log: RequestLog | None = None):
+                 request_log: RequestLog | None = None, batcher: Batcher | None = None):
         self.models, self.metrics, self.request_log = models, metrics or ServerMetrics(), request_log
+        self.run_signature = batcher.run if batcher else signature_calls.run
 
     def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:
         with self.metrics.request(request.model_spec.name, "predict", "GRPC") as info:
@@ -58,7 +60,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         info["version"] = str(version)
         name, function = signature_calls.signature(model, request.model_spec.signature_name, rest=False)
         inputs = {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
-        outputs = signature_calls.run(function, inputs)
+        outputs = self.run_signature(function, inputs)
         if self.request_log:
             self.request_log.record(store.name, version, name, inputs, outputs)
         wanted = list(request.output_filter) or list(outputs)

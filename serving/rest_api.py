@@ -10,6 +10,7 @@ from aiohttp import web
 from google.protobuf import json_format
 
 from serving import signature_calls
+from serving.batching import Batcher
 from serving.errors import ServingError, invalid, not_found
 from serving.metrics import ServerMetrics
 from serving.model_store import ModelStore
@@ -38,9 +39,11 @@ def _version_and_label(match: re.Match) -> tuple[int | None, str | None]:
 
 class RestApi:
     def __init__(self, models: dict[str, ModelStore], metrics: ServerMetrics | None = None,
-                 metrics_path: str | None = None, request_log: RequestLog | None = None):
+                 metrics_path: str | None = None, request_log: RequestLog | None = None,
+                 batcher: Batcher | None = None):
         self.models, self.metrics, self.metrics_path = models, metrics or ServerMetrics(), metrics_path
         self.request_log = request_log
+        self.run_signature = batcher.run if batcher else signature_calls.run
 
     def app(self, max_body_bytes: int = 64 * 1024 * 1024) -> web.Application:
         app = web.Application(client_max_size=max_body_bytes)
@@ -113,7 +116,7 @@ class RestApi:
         signature_name, function = signature_calls.signature(model, signature_name, rest=True)
         inputs, rows = signature_calls.json_inputs(request, list(signature_calls.input_specs(function)))
         # Model calls hold the GIL for little of their time; a worker thread keeps the loop serving.
-        outputs = await asyncio.get_running_loop().run_in_executor(None, signature_calls.run, function, inputs)
+        outputs = await asyncio.get_running_loop().run_in_executor(None, self.run_signature, function, inputs)
         if self.request_log:
             self.request_log.record(store.name, version, signature_name, inputs, outputs)
         return _json(signature_calls.json_response(outputs, rows))

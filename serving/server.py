@@ -32,6 +32,7 @@ from aiohttp import web  # noqa: E402
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc  # noqa: E402
 
+from serving.batching import Batcher, BatchingParameters, read_batching_parameters  # noqa: E402
 from serving.errors import ServingError  # noqa: E402
 from serving.grpc_api import ModelService, PredictionService  # noqa: E402
 from serving.metrics import ServerMetrics, read_monitoring_config  # noqa: E402
@@ -50,8 +51,8 @@ class ModelServer:
 
     def __init__(self, models: dict[str, ModelStore], host: str = "127.0.0.1",
                  metrics: ServerMetrics | None = None, metrics_path: str | None = None,
-                 request_log: RequestLog | None = None):
-        self.models, self.host, self.request_log = models, host, request_log
+                 request_log: RequestLog | None = None, batcher: Batcher | None = None):
+        self.models, self.host, self.request_log, self.batcher = models, host, request_log, batcher
         self.metrics, self.metrics_path = metrics or ServerMetrics(), metrics_path
         self.health = health.HealthServicer()
         self.grpc_port = self.rest_port = 0
@@ -95,7 +96,7 @@ class ModelServer:
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionService(self.models, self.metrics, self.request_log), self._grpc)
+            PredictionService(self.models, self.metrics, self.request_log, self.batcher), self._grpc)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
             ModelService(self.models, self.apply_config), self._grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
@@ -114,7 +115,8 @@ class ModelServer:
         self._loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self._loop)
         self._runner = web.AppRunner(
-            RestApi(self.models, self.metrics, self.metrics_path, self.request_log).app(), access_log=None)
+            RestApi(self.models, self.metrics, self.metrics_path, self.request_log, self.batcher).app(),
+            access_log=None)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, self.host, port)
         self._loop.run_until_complete(site.start())
@@ -147,6 +149,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
     parser.add_argument("--monitoring_config_file", help="text MonitoringConfig; enables Prometheus metrics "
                         "on the REST port")
+    parser.add_argument("--enable_batching", action="store_true", help="batch concurrent predict calls")
+    parser.add_argument("--batching_parameters_file", help="text BatchingParameters (max_batch_size, "
+                        "batch_timeout_micros, num_batch_threads); implies --enable_batching")
     parser.add_argument("--request_log_file", help="TFRecord file of sampled PredictionLog records "
                         "(read by the training/serving skew check)")
     parser.add_argument("--request_log_sample_rate", type=float, default=1.0, help="share of requests logged")
@@ -189,10 +194,14 @@ def main(argv: list[str] | None = None) -> int:
         metrics_path = read_monitoring_config(args.monitoring_config_file) if args.monitoring_config_file else None
         request_log = (RequestLog(args.request_log_file, args.request_log_sample_rate)
                        if args.request_log_file else None)
+        batcher = None
+        if args.enable_batching or args.batching_parameters_file:
+            batcher = Batcher(read_batching_parameters(args.batching_parameters_file)
+                              if args.batching_parameters_file else BatchingParameters())
     except (OSError, ValueError, ServingError) as error:
         print(f"serving: {error}", file=sys.stderr)
         return 2
-    server = ModelServer({}, args.host, ServerMetrics(), metrics_path, request_log)
+    server = ModelServer({}, args.host, ServerMetrics(), metrics_path, request_log, batcher)
     server.apply_config(entries, args.file_system_poll_wait_seconds)
     server.start(args.port, args.rest_api_port)
     log.info("serving %s: gRPC %s:%d, REST %s:%d", ", ".join(e.name for e in entries), args.host,
