@@ -65,10 +65,11 @@ def run_with_airflow(config: PipelineConfig, logical_date: str | None = None) ->
     date = logical_date or datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     process = subprocess.run([airflow, "dags", "test", config.pipeline_name, date], env=env,
                              capture_output=True, text=True)
+    output = process.stdout + process.stderr
     log = home / f"dags-test-{date.replace(':', '')}.log"
-    log.write_text(process.stdout + process.stderr)
-    state = dag_run_state(process.stdout + process.stderr)
-    for line in task_lines(process.stdout + process.stderr):
+    log.write_text(output)
+    state = dag_run_state(output)
+    for line in task_lines(output):
         print(line, flush=True)
     succeeded = process.returncode == 0 and state == "success"
     if succeeded:
@@ -76,7 +77,7 @@ def run_with_airflow(config: PipelineConfig, logical_date: str | None = None) ->
         run_id = metadata.run_ids(metadata.open_store(config.metadata_path), config.pipeline_name)[-1]
         print(outcome.describe(config, run_id).text, flush=True)
     else:
-        findings = gate_findings(process.stdout + process.stderr)
+        findings = gate_findings(output)
         if findings:
             print("\n".join(findings), flush=True)
     print(f"DAG run {state}; full Airflow output: {log}", flush=True)

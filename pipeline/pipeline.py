@@ -71,20 +71,14 @@ def _content_addressed_schema(config: PipelineConfig) -> str:
 
 
 def _baseline_resolver(trainer: Trainer, kubeflow: bool) -> Resolver:
+    every_model = {"model": Channel(type=standard_artifacts.Model),
+                   "model_blessing": Channel(type=standard_artifacts.ModelBlessing)}
     if kubeflow:
         # Kubeflow v2 compiles only TFX's built-in strategies. The newest blessed model is
         # the baseline there; a re-run with nothing changed re-evaluates against itself.
-        return Resolver(
-            strategy_class=LatestBlessedModelStrategy,
-            model=Channel(type=standard_artifacts.Model),
-            model_blessing=Channel(type=standard_artifacts.ModelBlessing),
-        ).with_id("baseline_model_resolver")
-    return Resolver(
-        strategy_class=BaselineBeforeCandidateStrategy,
-        model=Channel(type=standard_artifacts.Model),
-        model_blessing=Channel(type=standard_artifacts.ModelBlessing),
-        candidate=trainer.outputs["model"],
-    ).with_id("baseline_model_resolver")
+        return Resolver(strategy_class=LatestBlessedModelStrategy, **every_model).with_id("baseline_model_resolver")
+    return Resolver(strategy_class=BaselineBeforeCandidateStrategy, candidate=trainer.outputs["model"],
+                    **every_model).with_id("baseline_model_resolver")
 
 
 def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipeline.Pipeline:
