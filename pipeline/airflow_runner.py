@@ -97,13 +97,14 @@ def task_lines(output: str) -> list[str]:
 
 
 def gate_findings(output: str) -> list[str]:
-    """The data gate's message (one line per anomaly) from a failed DAG run's output."""
+    """The data checks' message (the gate's findings, or a broken CSV) from a failed DAG run's output."""
     lines = output.splitlines()
-    starts = [i for i, line in enumerate(lines) if "DataGateError: " in line]
+    starts = [(i, marker) for i, line in enumerate(lines) for marker in ("DataGateError: ", "CsvError: ")
+              if marker in line]
     if not starts:
         return []
-    first = starts[-1]
-    message = [lines[first].split("DataGateError: ", 1)[1]]
+    first, marker = starts[-1]
+    message = [lines[first].split(marker, 1)[1]]
     for line in lines[first + 1:]:
         if not line.strip() or line.startswith("["):
             break

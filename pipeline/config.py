@@ -35,6 +35,15 @@ class PipelineConfig:
     eval_steps: int = 150
     # Passed to models.model.Hyperparameters; unknown names are an error.
     hyperparameters: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # The data gate's policy per kind of finding, "stop" (the run ends before Transform)
+    # or "warn" (listed in the log and the data report): anomalies against the schema,
+    # drift or volume change against the previous span, skew against serving_data.
+    on_schema_anomaly: str = "stop"
+    on_drift: str = "stop"
+    on_skew: str = "stop"
+    # Serving data for the skew check: a CSV of requests (file or folder), or the model
+    # server's request-log file pattern. Empty: skew is not measured.
+    serving_data: str = ""
     # Blessing: the candidate's overall AUC must reach this...
     min_auc: float = 0.7
     # ...and may not fall more than this below the latest blessed model's AUC.
@@ -71,6 +80,9 @@ class PipelineConfig:
             if not self.spans.isdigit():
                 raise ValueError(f"spans must be 'all', 'latest', 'window:N' or a span number, not {self.spans!r}")
             self.spans = int(self.spans)
+        for name in ("on_schema_anomaly", "on_drift", "on_skew"):
+            if getattr(self, name) not in ("stop", "warn"):
+                raise ValueError(f"{name} must be 'stop' or 'warn', not {getattr(self, name)!r}")
         if self.train_steps < 1 or self.eval_steps < 1:
             raise ValueError("train_steps and eval_steps must be at least 1")
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,127}", self.pipeline_name):

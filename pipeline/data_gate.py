@@ -1,53 +1,54 @@
-"""DataGate: the component that stops a run when ExampleValidator found anomalies.
+"""DataGate: the component that stops a run on bad or shifted data.
 
-ExampleValidator only records anomalies; TFX lets the run go on to train on bad data.
-This gate sits between validation and Transform and fails the run, listing every
-anomaly by split and feature, so nothing downstream (Transform, Trainer, Pusher) runs.
+ExampleValidator only records anomalies, and nothing in TFX compares a span with the
+previous one or with serving data; TFX lets the run go on to train either way. This gate
+sits between the data checks and Transform: it collects the schema anomalies and the
+drift, volume and skew findings, applies the config's policy (stop or warn per kind),
+and fails the run on any finding that stops it, listing each one and pointing to the
+data report, so nothing downstream (Transform, Trainer, Pusher) runs.
 """
 # No `from __future__ import annotations`: TFX reads the @component annotations as types.
+import logging
 import os
 from typing import TypedDict
 
-from tensorflow_metadata.proto.v0 import anomalies_pb2
-from tfx import types
-from tfx.dsl.component.experimental.annotations import InputArtifact
+from tfx.dsl.component.experimental.annotations import InputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
-from tfx.types import artifact_utils, standard_artifacts
-from tfx.utils import io_utils
+from tfx.types import standard_artifacts
 
-ANOMALIES_FILE = "SchemaDiff.pb"
+from pipeline import findings
+from pipeline.artifacts import DataDistances, DataReport
+from pipeline.data_report import REPORT_FILE
 
 
 class DataGateError(RuntimeError):
-    """The run was stopped because the data broke the schema."""
-
-
-def read_findings(anomalies: types.Artifact) -> list[str]:
-    """One line per anomaly: split, feature, what is wrong."""
-    findings = []
-    for split in artifact_utils.decode_split_names(anomalies.split_names):
-        path = os.path.join(artifact_utils.get_split_uri([anomalies], split), ANOMALIES_FILE)
-        report = anomalies_pb2.Anomalies()
-        report.ParseFromString(io_utils.read_bytes_file(path))
-        for feature, info in sorted(report.anomaly_info.items()):
-            findings.append(f"split {split}: feature '{feature}': {info.short_description}: {info.description}")
-        if report.HasField("dataset_anomaly_info"):
-            info = report.dataset_anomaly_info
-            findings.append(f"split {split}: dataset: {info.short_description}: {info.description}")
-    return findings
+    """The run was stopped because of what the data checks found."""
 
 
 class GateResult(TypedDict):
-    checked_splits: int
+    stopping_findings: int
+    warnings: int
 
 
 @component
-def DataGate(anomalies: InputArtifact[standard_artifacts.ExampleAnomalies]) -> GateResult:
-    findings = read_findings(anomalies)
-    if findings:
+def DataGate(anomalies: InputArtifact[standard_artifacts.ExampleAnomalies],
+             distances: InputArtifact[DataDistances],
+             report: InputArtifact[DataReport],
+             on_schema_anomaly: Parameter[str] = findings.STOP,
+             on_drift: Parameter[str] = findings.STOP,
+             on_skew: Parameter[str] = findings.STOP) -> GateResult:
+    policy = {"on_schema_anomaly": on_schema_anomaly, "on_drift": on_drift, "on_skew": on_skew}
+    found = findings.collect(anomalies, distances, policy)
+    stopping = [f for f in found if f.action == findings.STOP]
+    report_path = os.path.join(report.uri, REPORT_FILE)
+    for finding in found:
+        if finding.action == findings.WARN:
+            logging.warning("data gate: %s", finding.line())
+    if stopping:
         raise DataGateError(
-            "the data gate stopped the run: the new data breaks the schema "
-            f"({anomalies.uri}).\n  " + "\n  ".join(findings) +
-            "\nFix the data, or if the change is intended, update schema/schema.pbtxt "
-            "(see schema/README.md) and run again.")
-    return {"checked_splits": len(artifact_utils.decode_split_names(anomalies.split_names))}
+            f"the data gate stopped the run: {len(stopping)} finding(s) the policy stops on.\n  "
+            + "\n  ".join(f.line() for f in found) +
+            f"\nData report: {report_path}\nFix the data; or, if the change is intended, update "
+            "schema/schema.pbtxt (domains, comparator thresholds; see schema/README.md), or set "
+            "on_schema_anomaly / on_drift / on_skew to warn, and run again.")
+    return {"stopping_findings": 0, "warnings": len(found)}

@@ -1,13 +1,15 @@
-"""A hash of the model code, so TFX's cache notices when models/ changes.
+"""Hashes that put what a path points at into TFX's cache key.
 
-Transform and Trainer call models/ by dotted path, and TFX's cache key holds only the
-path string, not the code behind it. Passing this hash as a component parameter puts
-the code into the key.
+TFX's cache key holds component parameters, such as the dotted path Transform and
+Trainer call models/ by, or the folder a check reads files from, but not the code or the
+files behind them. Passing these hashes as parameters puts those into the key.
 """
 from __future__ import annotations
 
 import hashlib
+import os
 import pathlib
+import time
 
 import models
 
@@ -21,4 +23,19 @@ def models_fingerprint(root: pathlib.Path = MODELS_DIR) -> str:
         digest.update(b"\0")
         digest.update(path.read_bytes())
         digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def files_fingerprint(paths: list[str]) -> str:
+    """Changes when one of these files is added, removed or rewritten.
+
+    For remote files it is the current time: statting a bucket at every DAG parse costs
+    more than re-running the cheap checks that take it as input.
+    """
+    if any("://" in path for path in paths):
+        return str(time.time())
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        stat = os.stat(path)
+        digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import tensorflow_model_analysis as tfma
 
 from pipeline import evaluation, metadata
 from pipeline.config import PipelineConfig
+from pipeline.data_report import REPORT_FILE
 
 
 @dataclasses.dataclass
@@ -45,7 +47,11 @@ def metrics_table(evaluation_uri: str) -> dict[str, dict[tuple[str, bool], float
 
 def describe(config: PipelineConfig, run_id: str) -> Outcome:
     nodes = {node.node_id: node for node in metadata.node_runs(metadata.open_store(config.metadata_path), run_id)}
-    lines = ["", "Evaluation (candidate model on the eval split):"]
+    lines = [""]
+    report = nodes.get("DataReportGen")
+    if report and report.outputs.get("report"):
+        lines.append(f"Data report: {os.path.join(report.outputs['report'][0].uri, REPORT_FILE)}")
+    lines.append("Evaluation (candidate model on the eval split):")
     blessed = None
     evaluator = nodes.get("Evaluator")
     if evaluator and evaluator.outputs.get("evaluation"):

@@ -6,9 +6,19 @@ import pathlib
 
 # Imported from their modules, not `tfx.v1`: that one also loads the Google Cloud
 # extensions, 7 s of start-up that a local run never uses.
-from tfx.components import CsvExampleGen, Evaluator, ExampleValidator, Pusher, StatisticsGen, Trainer, Transform
+from tfx.components import (
+    CsvExampleGen,
+    Evaluator,
+    ExampleValidator,
+    Pusher,
+    SchemaGen,
+    StatisticsGen,
+    Trainer,
+    Transform,
+)
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.input_resolution.strategies.latest_artifact_strategy import LatestArtifactStrategy
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
 from tfx.orchestration import metadata as tfx_metadata
 from tfx.orchestration import pipeline as tfx_pipeline
@@ -16,11 +26,15 @@ from tfx.proto import example_gen_pb2, pusher_pb2, range_config_pb2, trainer_pb2
 from tfx.types import Channel, standard_artifacts
 
 from models import model as model_code
-from pipeline import evaluation, spans
+from pipeline import evaluation, span_statistics, spans
 from pipeline.baseline import BaselineBeforeCandidateStrategy
 from pipeline.config import PipelineConfig, beam_pipeline_args, is_local
+from pipeline.csv_check import CsvCheck
 from pipeline.data_gate import DataGate
-from pipeline.fingerprint import models_fingerprint
+from pipeline.data_report import DataReportGen
+from pipeline.drift_check import DriftSkewCheck
+from pipeline.fingerprint import files_fingerprint, models_fingerprint
+from pipeline.previous_span import PreviousSpanStatisticsStrategy
 
 SPAN_PATTERN = "span-{SPAN}/*.csv"
 
@@ -81,21 +95,80 @@ def _baseline_resolver(trainer: Trainer, kubeflow: bool) -> Resolver:
                     **every_model).with_id("baseline_model_resolver")
 
 
+def _previous_span_resolver(span_statistics_gen, kubeflow: bool) -> Resolver:
+    every_statistics = Channel(type=standard_artifacts.ExampleStatistics)
+    if kubeflow:
+        # Kubeflow v2 compiles only TFX's built-in strategies: the newest statistics on
+        # record; DriftSkewCheck uses them only if they are of an earlier span.
+        return Resolver(strategy_class=LatestArtifactStrategy,
+                        statistics=every_statistics).with_id("previous_span_resolver")
+    return Resolver(strategy_class=PreviousSpanStatisticsStrategy, statistics=every_statistics,
+                    current=span_statistics_gen.outputs["statistics"]).with_id("previous_span_resolver")
+
+
+def _files_read(config: PipelineConfig) -> list[str]:
+    if not is_local(config.data_root):
+        return [config.data_root]
+    return [path for span in spans.spans_to_read(config.data_root, config.spans)
+            for path in spans.span_files(config.data_root, span)]
+
+
+def _serving_files(config: PipelineConfig) -> list[str]:
+    if not config.serving_data or not is_local(config.serving_data):
+        return [config.serving_data] if config.serving_data else []
+    import glob  # a CSV file, a folder of CSVs, or a request-log glob
+    found = glob.glob(config.serving_data) or glob.glob(f"{config.serving_data}/*")
+    if not found:
+        raise ValueError(f"serving_data {config.serving_data}: no such file, folder or matching files")
+    return found
+
+
 def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipeline.Pipeline:
     """The pipeline for any runner; `kubeflow` swaps in what the Kubeflow v2 compiler accepts."""
     code_version = models_fingerprint()
+    schema_file = _content_addressed_schema(config)
+    data_version = files_fingerprint(_files_read(config))
+    policy = {"on_schema_anomaly": config.on_schema_anomaly, "on_drift": config.on_drift,
+              "on_skew": config.on_skew}
 
+    # Names the file, line and column of a broken CSV before ExampleGen trips over it.
+    csv_check = CsvCheck(data_root=config.data_root, spans=str(config.spans), schema_path=schema_file,
+                         data_fingerprint=data_version)
     # Reads the CSV spans into tf.Examples, split into train and eval.
     example_gen = _example_gen(config)
-    # Per-feature statistics, for validation (and the data report).
-    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
+    example_gen.add_upstream_node(csv_check)
+    # Per-feature statistics, for validation, skew and the data report.
+    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"],
+                                   stats_options=span_statistics.stats_options())
     # The curated schema from schema/, not one inferred from whatever data arrived.
-    schema_gen = ImportSchemaGen(schema_file=_content_addressed_schema(config))
+    schema_gen = ImportSchemaGen(schema_file=schema_file)
+    # A schema inferred from this run's data, only to show how it differs from the curated one.
+    inferred_schema_gen = SchemaGen(statistics=statistics_gen.outputs["statistics"]).with_id("InferredSchemaGen")
     # Compares the statistics with the schema and records anomalies.
     example_validator = ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
-    # Stops the run on any anomaly: ExampleValidator alone never does.
-    data_gate = DataGate(anomalies=example_validator.outputs["anomalies"])
+    # The newest span's statistics on their own, kept in ML Metadata for the next run's drift check.
+    span_statistics_gen = span_statistics.SpanStatisticsGen(
+        data_root=config.data_root, spans=str(config.spans), schema_path=schema_file, data_fingerprint=data_version)
+    span_statistics_gen.add_upstream_node(csv_check)
+    # The previous span's statistics, from ML Metadata.
+    previous_span = _previous_span_resolver(span_statistics_gen, kubeflow)
+    # Drift against the previous span, skew against serving data, per the schema's comparators.
+    drift_check = DriftSkewCheck(
+        span_statistics=span_statistics_gen.outputs["statistics"],
+        training_statistics=statistics_gen.outputs["statistics"],
+        schema=schema_gen.outputs["schema"],
+        previous_statistics=previous_span.outputs["statistics"],
+        serving_data=config.serving_data,
+        serving_data_fingerprint=files_fingerprint(_serving_files(config)))
+    # The offline HTML report of what the checks saw; written before the gate can stop the run.
+    data_report = DataReportGen(
+        statistics=statistics_gen.outputs["statistics"], span_statistics=span_statistics_gen.outputs["statistics"],
+        anomalies=example_validator.outputs["anomalies"], distances=drift_check.outputs["distances"],
+        schema=schema_gen.outputs["schema"], inferred_schema=inferred_schema_gen.outputs["schema"], **policy)
+    # Stops the run on findings the policy stops on: ExampleValidator alone never does.
+    data_gate = DataGate(anomalies=example_validator.outputs["anomalies"], distances=drift_check.outputs["distances"],
+                         report=data_report.outputs["report"], **policy)
     # Feature engineering (models/preprocessing.py), shared by training, TFMA and serving.
     transform = Transform(
         examples=example_gen.outputs["examples"],
@@ -135,7 +208,8 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
     return tfx_pipeline.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
-        components=[example_gen, statistics_gen, schema_gen, example_validator, data_gate,
+        components=[csv_check, example_gen, statistics_gen, schema_gen, inferred_schema_gen, example_validator,
+                    span_statistics_gen, previous_span, drift_check, data_report, data_gate,
                     transform, trainer, baseline_resolver, evaluator, pusher],
         enable_cache=config.enable_cache,
         # Kubeflow brings its own ML Metadata service; locally it is a SQLite file.

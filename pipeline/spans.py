@@ -12,12 +12,15 @@ import os
 import pathlib
 import re
 
+import tensorflow as tf
+
 SPAN_FOLDER = re.compile(r"^span-(\d+)$")
 
 
 def list_spans(data_root: str) -> list[int]:
-    root = pathlib.Path(data_root)
-    spans = sorted(int(m.group(1)) for p in root.iterdir() if p.is_dir() and (m := SPAN_FOLDER.match(p.name)))
+    names = [name.rstrip("/") for name in tf.io.gfile.listdir(data_root)]
+    spans = sorted(int(m.group(1)) for name in names
+                   if (m := SPAN_FOLDER.match(name)) and tf.io.gfile.isdir(f"{data_root}/{name}"))
     if not spans:
         raise ValueError(f"{data_root} has no span-<N>/ folders; put each span's CSV files in span-1/, span-2/, ...")
     return spans
@@ -49,3 +52,22 @@ def window_folder(data_root: str, size: int, windows_root: str) -> tuple[str, li
         elif pathlib.Path(os.readlink(link)) != target:
             raise ValueError(f"{link} points to {os.readlink(link)}, not {target}; remove {folder} and run again")
     return str(folder), chosen
+
+
+def spans_to_read(data_root: str, setting: str | int) -> list[int]:
+    """The span numbers a run with this `spans` setting reads."""
+    available = list_spans(data_root)
+    if setting == "all":
+        return available
+    if setting == "latest":
+        return available[-1:]
+    window = parse_window(setting)
+    if window:
+        return available[-window:]
+    if int(setting) not in available:
+        raise ValueError(f"spans={setting}: {data_root} has no span-{setting}/ folder (it has {available})")
+    return [int(setting)]
+
+
+def span_files(data_root: str, span: int) -> list[str]:
+    return sorted(tf.io.gfile.glob(f"{data_root.rstrip('/')}/span-{span}/*.csv"))

@@ -1,0 +1,129 @@
+"""CsvCheck: reads every CSV file of the spans a run uses and stops on broken files.
+
+CsvExampleGen fails on a broken file deep inside Beam with a message that names neither
+the file nor the line, or worse, guesses a different column type and carries on. This
+check runs first and names the file, the line and the column, and what to do about it.
+What is valid CSV but unusual data (a new category, an absurd fare, drift) is left to
+the statistics-based checks, which the data gate acts on.
+"""
+# No `from __future__ import annotations`: TFX reads the @component annotations as types.
+import io
+import os
+from typing import TypedDict
+
+import pandas as pd
+import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow_metadata.proto.v0 import schema_pb2
+from tfx.dsl.component.experimental.annotations import Parameter
+from tfx.dsl.component.experimental.decorators import component
+
+from pipeline.spans import span_files, spans_to_read
+
+NUMERIC_TYPES = {schema_pb2.INT: "an integer", schema_pb2.FLOAT: "a number"}
+
+
+class CsvError(ValueError):
+    """A span file that ExampleGen cannot read correctly."""
+
+
+def schema_columns(schema: schema_pb2.Schema) -> dict[str, int]:
+    """{column name: schema type} of every feature the training data must have."""
+    return {feature.name: feature.type for feature in schema.feature}
+
+
+def _decode(path: str, data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise CsvError(f"{path} line {line}: byte 0x{data[error.start]:02x} is not UTF-8 text; "
+                       "re-save the file as UTF-8") from None
+
+
+def _check_header(path: str, header: list[str], columns: dict[str, int]) -> None:
+    missing = [name for name in columns if name not in header]
+    extra = [name for name in header if name not in columns]
+    duplicated = sorted({name for name in header if header.count(name) > 1})
+    problems = []
+    if missing:
+        problems.append(f"lacks the column(s) {', '.join(map(repr, missing))}")
+    if extra:
+        problems.append(f"has column(s) the schema does not know: {', '.join(map(repr, extra))}")
+    if duplicated:
+        problems.append(f"repeats the column(s) {', '.join(map(repr, duplicated))}")
+    if problems:
+        raise CsvError(f"{path} line 1: the header {' and '.join(problems)}. A training span needs exactly "
+                       "the columns of schema/schema.pbtxt (the label 'tips' included); fix the file, or "
+                       "change the schema and models/features.py if the data really changed.")
+
+
+def check_csv(path: str, columns: dict[str, int]) -> int:
+    """Raises CsvError naming the file, line and column of the first problem; returns the row count."""
+    with tf.io.gfile.GFile(path, "rb") as handle:
+        data = handle.read()
+    if not data.strip():
+        raise CsvError(f"{path} is empty: a span file needs a header line and at least one row")
+    text = _decode(path, data)
+    header = text.splitlines()[0].split(",")
+    _check_header(path, [name.strip() for name in header], columns)
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[],
+                            skip_blank_lines=False)
+    except pd.errors.ParserError as error:
+        # pandas' message names the line ("Expected 18 fields in line 7, saw 19").
+        raise CsvError(f"{path}: a line has more fields than the header: {error}") from None
+    if frame.empty:
+        raise CsvError(f"{path} has a header but no rows")
+    # Line numbers below: row i of the frame is line i + 2 of the file (line 1 is the header).
+    short = frame.isna().any(axis=1)
+    if short.any():
+        row = int(short.idxmax())
+        raise CsvError(f"{path} line {row + 2}: fewer fields than the {len(header)} columns of the header "
+                       "(an empty or cut-off line?); complete or remove the line")
+    repeated = (frame == frame.columns).all(axis=1)
+    if repeated.any():
+        raise CsvError(f"{path} line {int(repeated.idxmax()) + 2} repeats the header row (files joined "
+                       "with their headers?); remove that line")
+    for name, kind in columns.items():
+        if kind not in NUMERIC_TYPES:
+            continue
+        cells = frame[name].str.strip()
+        filled = cells[cells != ""]
+        parsed = pd.to_numeric(filled, errors="coerce")
+        bad = parsed.isna()
+        if kind == schema_pb2.INT:
+            bad |= parsed % 1 != 0
+        if bad.any():
+            row = bad.idxmax()
+            raise CsvError(f"{path} line {row + 2}: column '{name}' is {filled[row]!r}, not "
+                           f"{NUMERIC_TYPES[kind]} as the schema says; fix the value or leave the cell empty")
+    return len(frame)
+
+
+def check_spans(data_root: str, spans: list[int], schema: schema_pb2.Schema) -> dict[int, int]:
+    """{span: rows} after checking every file of every span; raises CsvError on the first problem."""
+    columns = schema_columns(schema)
+    rows = {}
+    for span in spans:
+        files = span_files(data_root, span)
+        if not files:
+            raise CsvError(f"{os.path.join(data_root, f'span-{span}')} has no .csv files; put the span's "
+                           "CSV files there, or remove the empty folder")
+        rows[span] = sum(check_csv(path, columns) for path in files)
+    return rows
+
+
+class CsvCheckResult(TypedDict):
+    rows: int
+
+
+@component
+def CsvCheck(data_root: Parameter[str], spans: Parameter[str], schema_path: Parameter[str],
+             data_fingerprint: Parameter[str]) -> CsvCheckResult:
+    """`spans` is the run's spans setting; `data_fingerprint` only makes changed files a new input."""
+    del data_fingerprint
+    schema = schema_pb2.Schema()
+    text_format.Parse(tf.io.gfile.GFile(schema_path).read(), schema)
+    rows = check_spans(data_root, spans_to_read(data_root, spans), schema)
+    return {"rows": sum(rows.values())}

@@ -1,0 +1,51 @@
+"""The difference between the curated schema and one inferred from data, for review.
+
+SchemaGen infers a schema from each run's statistics; a person decides whether a
+difference is a data problem or a change to accept into schema/schema.pbtxt. Only the
+differences that matter for that decision are listed: features added or gone, types,
+required vs optional, and values outside or missing from a curated string domain.
+"""
+from __future__ import annotations
+
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+TYPE_NAMES = {schema_pb2.INT: "INT", schema_pb2.FLOAT: "FLOAT", schema_pb2.BYTES: "BYTES",
+              schema_pb2.STRUCT: "STRUCT", schema_pb2.TYPE_UNKNOWN: "unknown"}
+
+
+def _string_values(schema: schema_pb2.Schema, feature: schema_pb2.Feature) -> set[str] | None:
+    if feature.HasField("string_domain"):
+        return set(feature.string_domain.value)
+    if feature.HasField("domain"):
+        domain = next((d for d in schema.string_domain if d.name == feature.domain), None)
+        return set(domain.value) if domain else None
+    return None
+
+
+def _required(feature: schema_pb2.Feature) -> bool:
+    return feature.presence.min_fraction >= 1.0
+
+
+def diff(curated: schema_pb2.Schema, inferred: schema_pb2.Schema) -> list[str]:
+    """One line per difference; empty when the data fits the curated schema's shape."""
+    lines = []
+    ours = {f.name: f for f in curated.feature}
+    theirs = {f.name: f for f in inferred.feature}
+    for name in sorted(set(theirs) - set(ours)):
+        lines.append(f"'{name}': in the data ({TYPE_NAMES[theirs[name].type]}) but not in the curated schema")
+    for name in sorted(set(ours) - set(theirs)):
+        lines.append(f"'{name}': in the curated schema but not in the data (no values at all)")
+    for name in sorted(set(ours) & set(theirs)):
+        mine, seen = ours[name], theirs[name]
+        if mine.type != seen.type:
+            lines.append(f"'{name}': type {TYPE_NAMES[mine.type]} in the curated schema, "
+                         f"{TYPE_NAMES[seen.type]} inferred from the data")
+        if _required(mine) and not _required(seen):
+            lines.append(f"'{name}': required in the curated schema, but some rows lack it")
+        allowed, found = _string_values(curated, mine), _string_values(inferred, seen)
+        if allowed is not None and found is not None:
+            if found - allowed:
+                lines.append(f"'{name}': values outside the curated domain: {', '.join(sorted(found - allowed))}")
+            if allowed - found:
+                lines.append(f"'{name}': domain values not seen in this data: {', '.join(sorted(allowed - found))}")
+    return lines
