@@ -5,7 +5,7 @@ UV_VERSION := 0.13.9
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test serve lock bench clean
+.PHONY: run test chromium serve lock bench clean
 
 $(VENV)/.installed: requirements.lock setup.py
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
@@ -18,8 +18,13 @@ $(VENV)/.installed: requirements.lock setup.py
 run: $(VENV)/.installed
 	$(BIN)/taxi-pipeline run $(ARGS)
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Headless Chromium renders the data report in the tests (Debian's package, needs root or sudo).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+	    || { echo "could not install chromium: run 'apt-get install chromium' as root" >&2; exit 1; }
 
 # Serve the pushed versions like tensorflow_model_server: gRPC :8500, REST :8501 (loopback).
 serve: $(VENV)/.installed

@@ -7,6 +7,7 @@ What is valid CSV but unusual data (a new category, an absurd fare, drift) is le
 the statistics-based checks, which the data gate acts on.
 """
 # No `from __future__ import annotations`: TFX reads the @component annotations as types.
+import csv
 import io
 import os
 from typing import TypedDict
@@ -65,22 +66,18 @@ def check_csv(path: str, columns: dict[str, int]) -> int:
     if not data.strip():
         raise CsvError(f"{path} is empty: a span file needs a header line and at least one row")
     text = _decode(path, data)
-    header = text.splitlines()[0].split(",")
-    _check_header(path, [name.strip() for name in header], columns)
-    try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[],
-                            skip_blank_lines=False)
-    except pd.errors.ParserError as error:
-        # pandas' message names the line ("Expected 18 fields in line 7, saw 19").
-        raise CsvError(f"{path}: a line has more fields than the header: {error}") from None
+    reader = csv.reader(io.StringIO(text))
+    header = [name.strip() for name in next(reader)]
+    _check_header(path, header, columns)
+    for fields in reader:
+        if len(fields) != len(header):
+            side = "fewer" if len(fields) < len(header) else "more"
+            raise CsvError(f"{path} line {reader.line_num}: {len(fields)} fields, {side} than the {len(header)} "
+                           "columns of the header (an empty, cut-off or badly quoted line?); fix or remove the line")
+    frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[])
     if frame.empty:
         raise CsvError(f"{path} has a header but no rows")
     # Line numbers below: row i of the frame is line i + 2 of the file (line 1 is the header).
-    short = frame.isna().any(axis=1)
-    if short.any():
-        row = int(short.idxmax())
-        raise CsvError(f"{path} line {row + 2}: fewer fields than the {len(header)} columns of the header "
-                       "(an empty or cut-off line?); complete or remove the line")
     repeated = (frame == frame.columns).all(axis=1)
     if repeated.any():
         raise CsvError(f"{path} line {int(repeated.idxmax()) + 2} repeats the header row (files joined "

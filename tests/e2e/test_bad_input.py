@@ -1,0 +1,224 @@
+"""Bad and shifted input through the real pipeline: every case ends in a clear message.
+
+One pipeline home: a first good run pushes a model, then each case adds span 2 (bad in
+its own way), runs, and removes it again. Every case must stop with a message that
+names the file, line or feature, and leave the pushed model and the earlier runs in
+ML Metadata as they were.
+"""
+from __future__ import annotations
+
+import io
+import json
+import pathlib
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from pipeline import metadata
+from pipeline.config import load_config
+from pipeline.local_runner import run_local
+from tests.conftest import write_span
+from tests.data_cases import drifted, edit_column, rows, without_column
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+HEADER, GOOD = rows(4, start=0, count=1500)
+_, NEXT = rows(4, start=1500, count=1500)  # same distribution as GOOD: an undrifted span
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> pathlib.Path:
+    root = tmp_path_factory.mktemp("bad_input_home")
+    write_span(root / "data", 1, [HEADER] + GOOD)
+    result, output = _run(root)
+    assert result.succeeded and result.pushed_version, output
+    return root
+
+
+def _run(home: pathlib.Path, *extra: str):
+    config = load_config(None, [f"data_root={home / 'data'}", f"output_root={home / 'out'}", "spans=latest",
+                                "train_steps=150", "eval_steps=10", *extra])
+    out = io.StringIO()
+    return run_local(config, out=out), out.getvalue()
+
+
+def _pushed(home: pathlib.Path) -> list[str]:
+    return sorted(p.name for p in (home / "out" / "serving" / "taxi-tips").iterdir())
+
+
+def _states(home: pathlib.Path, run_id: str) -> dict[str, str]:
+    store = metadata.open_store(str(home / "out" / "metadata.db"))
+    return {node.node_id: node.state for node in metadata.node_runs(store, run_id)}
+
+
+def _run_span(home: pathlib.Path, content: bytes | list[str] | None, *extra: str):
+    """Run with span 2 holding `content` (None: an empty folder), then remove span 2."""
+    store_before = metadata.run_ids(metadata.open_store(str(home / "out" / "metadata.db")), "taxi-tips")
+    pushed_before = _pushed(home)
+    folder = home / "data" / "span-2"
+    folder.mkdir(parents=True)
+    try:
+        if isinstance(content, bytes):
+            (folder / "data.csv").write_bytes(content)
+        elif content is not None:
+            (folder / "data.csv").write_text("".join(content))
+        else:
+            (folder / "README.txt").write_text("the files were not copied yet\n")
+        result, output = _run(home, *extra)
+    finally:
+        shutil.rmtree(folder)
+    if not result.succeeded:
+        # Nothing lost: the pushed versions are as they were, the earlier runs still on record.
+        assert _pushed(home) == pushed_before, output
+        assert all((home / "out" / "serving" / "taxi-tips" / v / "saved_model.pb").exists() for v in pushed_before)
+        store_after = metadata.run_ids(metadata.open_store(str(home / "out" / "metadata.db")), "taxi-tips")
+        assert store_after[:len(store_before)] == store_before
+        assert "Traceback" not in output
+    return result, output
+
+
+def _replace_cell(lines: list[str], line_number: int, column: str, value: str) -> list[str]:
+    """`lines` with one cell changed; line_number counts from 1 with the header as line 1."""
+    names = lines[0].strip().split(",")
+    cells = lines[line_number - 1].rstrip("\n").split(",")
+    cells[names.index(column)] = value
+    return lines[:line_number - 1] + [",".join(cells) + "\n"] + lines[line_number:]
+
+
+def _latin1_line(lines: list[str], line_number: int) -> bytes:
+    """The file as UTF-8 but for one line, saved in Latin-1 with an accented company name."""
+    lines = _replace_cell(lines, line_number, "company", "Caf\xe9 Taxi")
+    return b"".join(line.encode("latin-1" if i == line_number - 1 else "utf-8") for i, line in enumerate(lines))
+
+
+SPAN = "span-2/data.csv"
+CSV_CASES = {
+    "empty file": (b"", rf"{SPAN} is empty"),
+    "header only": ([HEADER], rf"{SPAN} has a header but no rows"),
+    "missing column": (without_column([HEADER] + NEXT, "company"), rf"{SPAN} line 1: the header lacks .*'company'"),
+    "extra column": ([HEADER.strip() + ",driver_id\n"] + [line.strip() + ",7\n" for line in NEXT],
+                     rf"{SPAN} line 1: the header has column\(s\) the schema does not know: 'driver_id'"),
+    "text in a numeric column": (_replace_cell([HEADER] + NEXT, 5, "fare", "n/a"),
+                                 rf"{SPAN} line 5: column 'fare' is 'n/a', not a number"),
+    "not UTF-8": (_latin1_line([HEADER] + NEXT, 11), rf"{SPAN} line 11: byte 0xe9 is not UTF-8 text"),
+    "truncated last line": ([HEADER] + NEXT[:-1] + [NEXT[-1][:20]],
+                            rf"{SPAN} line {len(NEXT) + 1}: 6 fields, fewer than the 18 columns"),
+    "duplicated header row": ([HEADER] + NEXT[:49] + [HEADER] + NEXT[49:], rf"{SPAN} line 51 repeats the header row"),
+    "training span without the label": (without_column([HEADER] + NEXT, "tips"),
+                                        rf"{SPAN} line 1: the header lacks the column\(s\) 'tips'"),
+    "span folder with no files": (None, r"span-2 has no \.csv files"),
+}
+
+
+@pytest.mark.parametrize("case", list(CSV_CASES))
+def test_broken_csv_stops_before_example_gen_naming_file_and_line(home, case):
+    content, message = CSV_CASES[case]
+    result, output = _run_span(home, content)
+    assert not result.succeeded
+    assert "CsvCheck failed" in output and re.search(message, output), output
+    assert "CsvExampleGen" not in _states(home, result.run_id)
+
+
+def _gate_stop(home, content, *extra):
+    result, output = _run_span(home, content, *extra)
+    assert not result.succeeded and "DataGate failed" in output, output
+    states = _states(home, result.run_id)
+    assert states["DataGate"] == "FAILED" and "Transform" not in states
+    return output
+
+
+def _recorded_distances(home: pathlib.Path) -> list[dict]:
+    """distances.json of the newest DriftSkewCheck run, found through ML Metadata."""
+    store = metadata.open_store(str(home / "out" / "metadata.db"))
+    run_id = metadata.run_ids(store, "taxi-tips")[-1]
+    node = next(n for n in metadata.node_runs(store, run_id) if n.node_id == "DriftSkewCheck")
+    return json.loads((pathlib.Path(node.outputs["distances"][0].uri) / "distances.json").read_text())["distances"]
+
+
+def test_unknown_category_is_a_schema_finding(home):
+    output = _gate_stop(home, [HEADER] + [line.replace(",Cash,", ",Bitcoin,") for line in NEXT])
+    assert re.search(r"\[stop\] schema: feature 'payment_type': Unexpected string values.*Bitcoin", output)
+
+
+def test_all_empty_required_column_is_a_schema_finding(home):
+    output = _gate_stop(home, edit_column([HEADER] + NEXT, "fare", lambda value, _: ""))
+    assert re.search(r"\[stop\] schema: feature 'fare'", output), output
+
+
+def test_negative_fares_are_a_schema_finding(home):
+    output = _gate_stop(home, edit_column([HEADER] + NEXT, "fare", lambda value, _: f"-{value}"))
+    assert re.search(r"\[stop\] schema: feature 'fare': Out-of-range values", output), output
+
+
+def test_absurd_fares_are_a_schema_finding(home):
+    content = edit_column([HEADER] + NEXT, "fare", lambda value, chance: "250000" if chance.random() < 0.01 else value)
+    output = _gate_stop(home, content)
+    assert re.search(r"\[stop\] schema: feature 'fare': Out-of-range values", output), output
+
+
+def test_span_far_smaller_than_the_previous_is_a_volume_finding(home):
+    output = _gate_stop(home, [HEADER] + NEXT[:100])
+    assert re.search(r"\[stop\] volume: dataset: row count ratio to the previous span = 0\.0667 "
+                     r"\(threshold >= 0\.25 and <= 4\.0\), span 2 vs span 1", output), output
+
+
+def test_drifted_span_trips_the_gate_naming_the_shifted_features(home):
+    output = _gate_stop(home, drifted([HEADER] + NEXT))
+    assert re.search(r"\[stop\] drift: feature 'fare': Jensen-Shannon divergence = 0\.\d+ \(threshold <= 0\.15\), "
+                     r"span 2 vs span 1", output), output
+    assert "[stop] drift: feature 'payment_type': L-infinity" in output
+    assert len(re.findall(r"\[stop\]", output)) == 2
+    report = pathlib.Path(re.search(r"Data report: (\S+)", output).group(1))
+    assert report.exists()
+    # Every compared feature is recorded with its distance, over the threshold or not.
+    distances = _recorded_distances(home)
+    assert {d["feature"] for d in distances if d["kind"] == "drift"} == {
+        "pickup_community_area", "fare", "trip_start_hour", "trip_start_day", "pickup_latitude", "pickup_longitude",
+        "dropoff_latitude", "dropoff_longitude", "trip_miles", "pickup_census_tract", "dropoff_census_tract",
+        "payment_type", "company", "trip_seconds", "dropoff_community_area", "tips"}
+    _assert_report_renders_offline(report)
+
+
+def _assert_report_renders_offline(report: pathlib.Path) -> None:
+    """The report in headless Chromium with networking off: charts, findings and measures are there."""
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is needed for this test: `make test` installs it (apt-get install chromium)"
+    dom = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", f"--user-data-dir={report.parent}/.chromium",
+         "--proxy-server=127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND", "--dump-dom", report.as_uri()],
+        capture_output=True, text=True, timeout=120, check=True).stdout
+    shutil.rmtree(report.parent / ".chromium", ignore_errors=True)
+    assert "The gate stops this run: 2 finding(s)" in dom
+    findings = re.search(r'<table id="findings">.*?</table>', dom, re.S).group(0)
+    assert "fare" in findings and "payment_type" in findings and "Jensen-Shannon divergence" in findings
+    assert dom.count("<svg") >= 15 and dom.count("<rect") > 100
+    assert 'id="distances"' in dom and 'id="schema-diff"' in dom
+    assert "http://" not in dom.replace("http://www.w3.org/2000/svg", "") and "https://" not in dom
+
+
+def test_skewed_serving_data_trips_the_gate(home, tmp_path):
+    serving = tmp_path / "requests.csv"
+    sample = without_column([HEADER] + NEXT[::3], "tips")
+    serving.write_text("".join(edit_column(sample, "trip_miles", lambda value, _: f"{float(value) * 3 + 2:.2f}")))
+    output = _gate_stop(home, [HEADER] + NEXT, f"serving_data={serving}")
+    assert re.search(rf"\[stop\] skew: feature 'trip_miles': Jensen-Shannon divergence = 0\.\d+ "
+                     rf"\(threshold <= 0\.15\), serving data {serving} vs training data", output), output
+    assert "[stop] drift" not in output
+
+
+def test_undrifted_span_and_fair_serving_data_pass_and_a_warned_drift_goes_on(home, tmp_path):
+    serving = tmp_path / "requests.csv"
+    serving.write_text("".join(without_column([HEADER] + NEXT[::3], "tips")))
+    result, output = _run_span(home, [HEADER] + NEXT, f"serving_data={serving}")
+    assert result.succeeded, output
+    assert _states(home, result.run_id)["DataGate"] == "COMPLETE"
+    # The same drifted span that stops a run only warns with on_drift=warn; the run goes on.
+    result, output = _run_span(home, drifted([HEADER] + NEXT), "on_drift=warn")
+    assert result.succeeded, output
+    states = _states(home, result.run_id)
+    assert states["DataGate"] == "COMPLETE" and states["Trainer"] == "COMPLETE"
+    report = pathlib.Path(re.search(r"Data report: (\S+)", output).group(1)).read_text()
+    assert "Nothing stops this run (2 warning(s))" in report and "<td>warn</td><td>drift</td><td>fare</td>" in report
