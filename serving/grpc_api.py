@@ -4,15 +4,17 @@ from __future__ import annotations
 import grpc
 import tensorflow as tf
 from tensorflow_serving.apis import (
+    classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
     model_management_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
+    regression_pb2,
 )
 
-from serving import signature_calls
+from serving import classify_regress, signature_calls
 from serving.batching import Batcher
 from serving.errors import ServingError, invalid, not_found
 from serving.metrics import ServerMetrics
@@ -75,6 +77,33 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             response.outputs[alias].CopyFrom(tf.make_tensor_proto(outputs[alias]))
         return response
 
+    def Classify(self, request: classification_pb2.ClassificationRequest,
+                 context) -> classification_pb2.ClassificationResponse:
+        return self._classify_or_regress(request, context, classify_regress.CLASSIFY,
+                                         classification_pb2.ClassificationResponse())
+
+    def Regress(self, request: regression_pb2.RegressionRequest, context) -> regression_pb2.RegressionResponse:
+        return self._classify_or_regress(request, context, classify_regress.REGRESS,
+                                         regression_pb2.RegressionResponse())
+
+    def _classify_or_regress(self, request, context, method: str, response):
+        with self.metrics.request(request.model_spec.name, method, "GRPC") as info:
+            try:
+                store = _store(self.models, request.model_spec)
+                version, model, signature_defs = store.resolve_with_signature_defs(
+                    *_version_and_label(request.model_spec))
+                info["version"] = str(version)
+                name, inputs = classify_regress.prepare(signature_defs, request.model_spec.signature_name, method,
+                                                        request.input)
+                outputs = self.run_signature(model.signatures[name], inputs)
+                result = classify_regress.result(method, outputs, len(inputs[classify_regress.INPUTS]))
+            except ServingError as error:
+                info["status"] = error.code.name
+                _abort(context, error)
+        response.model_spec.name, response.model_spec.signature_name = store.name, name
+        response.model_spec.version.value = version
+        response.result.CopyFrom(result)
+        return response
 
     def GetModelMetadata(self, request, context) -> get_model_metadata_pb2.GetModelMetadataResponse:
         try:
