@@ -101,9 +101,11 @@ class RestApi:
                       "metadata": {"signature_def": {"signature_def": signatures}}})
 
     async def _run_signature(self, function, inputs: dict) -> dict:
+        if self.batcher:
+            # Queued without a thread: many waiting requests can join one batch.
+            return await asyncio.wrap_future(self.batcher.submit(function, inputs))
         # Model calls hold the GIL for little of their time; a worker thread keeps the loop serving.
-        run = self.batcher.run if self.batcher else signature_calls.run
-        return await asyncio.get_running_loop().run_in_executor(None, run, function, inputs)
+        return await asyncio.get_running_loop().run_in_executor(None, signature_calls.run, function, inputs)
 
     async def _predict(self, match: re.Match, body: bytes) -> web.Response:
         with self.metrics.request(urllib.parse.unquote(match.group(1)), "predict", "REST") as info:
