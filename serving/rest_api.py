@@ -20,6 +20,8 @@ from serving.request_log import RequestLog
 POST_PATH = re.compile(
     r"(?i)/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)")
 GET_PATH = re.compile(r"(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?")
+# What tensorflow_model_server's HTTP server (libevent) answers for paths outside /v1/.
+NOT_FOUND_HTML = "<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n<H1>Not Found</H1>\n</BODY></HTML>"
 # Status error codes as TF Serving prints them (tensorflow.error.Code names).
 OK = "OK"
 
@@ -62,7 +64,7 @@ class RestApi:
         if self.metrics_path and path == self.metrics_path and request.method == "GET":
             return web.Response(body=self.metrics.exposition(), content_type="text/plain")
         if not re.fullmatch(r"(?i)/v1/.*", path):
-            raise web.HTTPNotFound()
+            return web.Response(status=404, text=NOT_FOUND_HTML, content_type="text/html")
         try:
             if request.method == "POST" and (match := POST_PATH.fullmatch(path)):
                 if match.group(4) == "predict":
