@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import grpc
-import tensorflow as tf
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -21,6 +20,7 @@ from serving.metrics import ServerMetrics
 from serving.model_config import entries_from_proto
 from serving.model_store import ModelStore
 from serving.request_log import RequestLog
+from serving.tensor_protos import to_ndarray, to_tensor_proto
 
 STATE_NUMBERS = {"UNKNOWN": 0, "START": 10, "LOADING": 20, "AVAILABLE": 30, "UNLOADING": 40, "END": 50}
 
@@ -61,7 +61,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         version, model = store.resolve(*_version_and_label(request.model_spec))
         info["version"] = str(version)
         name, function = signature_calls.signature(model, request.model_spec.signature_name, rest=False)
-        inputs = {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
+        inputs = {key: to_ndarray(proto) for key, proto in request.inputs.items()}
         outputs = self.run_signature(function, inputs)
         if self.request_log:
             self.request_log.record(store.name, version, name, inputs, outputs)
@@ -74,7 +74,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.model_spec.name, response.model_spec.signature_name = store.name, name
         response.model_spec.version.value = version
         for alias in wanted:
-            response.outputs[alias].CopyFrom(tf.make_tensor_proto(outputs[alias]))
+            response.outputs[alias].CopyFrom(to_tensor_proto(outputs[alias]))
         return response
 
     def Classify(self, request: classification_pb2.ClassificationRequest,
