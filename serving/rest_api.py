@@ -9,7 +9,7 @@ import urllib.parse
 from aiohttp import web
 from google.protobuf import json_format
 
-from serving import classify_regress, signature_calls
+from serving import classify_regress, json_output, signature_calls
 from serving.batching import Batcher
 from serving.errors import ServingError, invalid, not_found
 from serving.metrics import ServerMetrics
@@ -130,7 +130,8 @@ class RestApi:
         outputs = await self._run_signature(function, inputs)
         if self.request_log:
             self.request_log.record(store.name, version, signature_name, inputs, outputs)
-        return _json(signature_calls.json_response(outputs, rows))
+        return web.Response(text=json_output.dumps(signature_calls.json_response(outputs, rows)),
+                            content_type="application/json")
 
     async def _classify_or_regress(self, match: re.Match, body: bytes) -> web.Response:
         method = match.group(4)
