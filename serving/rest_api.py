@@ -1,4 +1,5 @@
-"""TF Serving's REST API (/v1/models/...) on aiohttp: model status and predict."""
+"""TF Serving's REST API (/v1/models/...) on aiohttp: model status, metadata, predict,
+classify and regress."""
 from __future__ import annotations
 
 import asyncio
