@@ -7,6 +7,14 @@
   the feature's default from models/features.py, which is what preprocessing fills in.
 - transform_features: serialized tf.Example with the label -> transformed features, so
   TFMA can compute the label the same way training did.
+- classification: serialized tf.Example `inputs` -> `classes` ("0", "1": no big tip, big
+  tip) and their `scores`, for TF Serving's Classify API (REST :classify).
+- regression: serialized tf.Example `inputs` -> `outputs` (the tip probability), for TF
+  Serving's Regress API (REST :regress).
+
+tf.saved_model.save marks every signature "tensorflow/serving/predict"; the last two get
+their classify/regress method names written into saved_model.pb after saving, so the real
+tensorflow_model_server accepts them even with --enable_signature_method_name_check.
 """
 from __future__ import annotations
 
@@ -14,10 +22,16 @@ import os
 
 import tensorflow as tf
 import tensorflow_transform as tft
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.python.saved_model import fingerprinting_utils
 
 from models import features as F
 
 OUTPUT_KEY = "tip_probability"
+CLASSIFICATION_SIGNATURE, REGRESSION_SIGNATURE = "classification", "regression"
+# Class labels of the classification signature, in score order: the values of the label
+# the model learns (big_tip), so they join with evaluation data as they are.
+CLASS_LABELS = ("0", "1")
 
 
 def _as_single_value_sparse(value: tf.Tensor) -> tf.SparseTensor:
@@ -59,14 +73,48 @@ def export(model: tf.keras.Model, transform_output: tft.TFTransformOutput, expor
     def transform_features(examples):
         return root.tft_layer(tf.io.parse_example(examples, raw_spec))
 
+    # TF Serving's Classify/Regress feed serialized examples to an input named `inputs`
+    # and read outputs named `classes`/`scores` and `outputs` (signature_constants).
+    @tf.function(autograph=False, input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def classification(inputs):
+        probability = predict_from_raw(tf.io.parse_example(inputs, serving_spec))[OUTPUT_KEY]
+        scores = tf.concat([1.0 - probability, probability], axis=1)
+        classes = tf.tile(tf.constant([CLASS_LABELS]), [tf.shape(scores)[0], 1])
+        return {"classes": classes, "scores": scores}
+
+    @tf.function(autograph=False, input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def regression(inputs):
+        probability = predict_from_raw(tf.io.parse_example(inputs, serving_spec))[OUTPUT_KEY]
+        return {"outputs": tf.reshape(probability, [-1])}
+
     tf.saved_model.save(root, export_dir, signatures={
         "serving_default": serving_default.get_concrete_function(),
         "serving_raw": serving_raw.get_concrete_function(),
         "transform_features": transform_features.get_concrete_function(),
+        CLASSIFICATION_SIGNATURE: classification.get_concrete_function(),
+        REGRESSION_SIGNATURE: regression.get_concrete_function(),
     })
+    _set_method_names(export_dir, {CLASSIFICATION_SIGNATURE: tf.saved_model.CLASSIFY_METHOD_NAME,
+                                   REGRESSION_SIGNATURE: tf.saved_model.REGRESS_METHOD_NAME})
     # Small JSON files beside the model (hyperparameters, ...) for model cards and lineage.
     extra = os.path.join(export_dir, "assets.extra")
     tf.io.gfile.makedirs(extra)
     for name, text in (metadata or {}).items():
         with tf.io.gfile.GFile(os.path.join(extra, name), "w") as out:
             out.write(text)
+
+
+def _set_method_names(export_dir: str, method_names: dict[str, str]) -> None:
+    """Rewrite the method_name of the named signatures in saved_model.pb.
+
+    tf.saved_model.save has no way to set it (TF 2.16 hard-codes the predict method); the
+    SavedModel proto is rewritten in place and its fingerprint recomputed to match.
+    """
+    path = os.path.join(export_dir, "saved_model.pb")
+    saved_model = saved_model_pb2.SavedModel.FromString(tf.io.gfile.GFile(path, "rb").read())
+    for meta_graph in saved_model.meta_graphs:
+        for name, method_name in method_names.items():
+            meta_graph.signature_def[name].method_name = method_name
+    with tf.io.gfile.GFile(path, "wb") as out:
+        out.write(saved_model.SerializeToString(deterministic=True))
+    fingerprinting_utils.write_fingerprint(export_dir)

@@ -2,23 +2,25 @@
 from __future__ import annotations
 
 import grpc
-import tensorflow as tf
 from tensorflow_serving.apis import (
+    classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
     model_management_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
+    regression_pb2,
 )
 
-from serving import signature_calls
+from serving import classify_regress, signature_calls
 from serving.batching import Batcher
 from serving.errors import ServingError, invalid, not_found
 from serving.metrics import ServerMetrics
 from serving.model_config import entries_from_proto
 from serving.model_store import ModelStore
 from serving.request_log import RequestLog
+from serving.tensor_protos import to_ndarray, to_tensor_proto
 
 STATE_NUMBERS = {"UNKNOWN": 0, "START": 10, "LOADING": 20, "AVAILABLE": 30, "UNLOADING": 40, "END": 50}
 
@@ -59,7 +61,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         version, model = store.resolve(*_version_and_label(request.model_spec))
         info["version"] = str(version)
         name, function = signature_calls.signature(model, request.model_spec.signature_name, rest=False)
-        inputs = {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
+        inputs = {key: to_ndarray(proto) for key, proto in request.inputs.items()}
         outputs = self.run_signature(function, inputs)
         if self.request_log:
             self.request_log.record(store.name, version, name, inputs, outputs)
@@ -72,9 +74,36 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.model_spec.name, response.model_spec.signature_name = store.name, name
         response.model_spec.version.value = version
         for alias in wanted:
-            response.outputs[alias].CopyFrom(tf.make_tensor_proto(outputs[alias]))
+            response.outputs[alias].CopyFrom(to_tensor_proto(outputs[alias]))
         return response
 
+    def Classify(self, request: classification_pb2.ClassificationRequest,
+                 context) -> classification_pb2.ClassificationResponse:
+        return self._classify_or_regress(request, context, classify_regress.CLASSIFY,
+                                         classification_pb2.ClassificationResponse())
+
+    def Regress(self, request: regression_pb2.RegressionRequest, context) -> regression_pb2.RegressionResponse:
+        return self._classify_or_regress(request, context, classify_regress.REGRESS,
+                                         regression_pb2.RegressionResponse())
+
+    def _classify_or_regress(self, request, context, method: str, response):
+        with self.metrics.request(request.model_spec.name, method, "GRPC") as info:
+            try:
+                store = _store(self.models, request.model_spec)
+                version, model, signature_defs = store.resolve_with_signature_defs(
+                    *_version_and_label(request.model_spec))
+                info["version"] = str(version)
+                name, inputs = classify_regress.prepare(signature_defs, request.model_spec.signature_name, method,
+                                                        request.input)
+                outputs = self.run_signature(model.signatures[name], inputs)
+                result = classify_regress.result(method, outputs, len(inputs[classify_regress.INPUTS]))
+            except ServingError as error:
+                info["status"] = error.code.name
+                _abort(context, error)
+        response.model_spec.name, response.model_spec.signature_name = store.name, name
+        response.model_spec.version.value = version
+        response.result.CopyFrom(result)
+        return response
 
     def GetModelMetadata(self, request, context) -> get_model_metadata_pb2.GetModelMetadataResponse:
         try:

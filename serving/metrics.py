@@ -47,6 +47,7 @@ class ServerMetrics:
         self.latency = Histogram("model_server_request_latency_seconds", "Latency by model, version and API",
                                  ["model", "version", "api", "entrypoint"], buckets=LATENCY_BUCKETS,
                                  registry=self.registry)
+        self._children: dict = {}
         self.loads = Counter("model_server_load_events", "Version loads and unloads by outcome",
                              ["model", "version", "event"], registry=self.registry)
 
@@ -63,10 +64,19 @@ class ServerMetrics:
             raise
         finally:
             seconds = time.perf_counter() - started
-            self.tfs_requests.labels(model, info["status"]).inc()
-            self.tfs_latency.labels(model, api, entrypoint).observe(seconds)
-            self.requests.labels(model, info["version"], api, entrypoint, info["status"]).inc()
-            self.latency.labels(model, info["version"], api, entrypoint).observe(seconds)
+            version, status = info["version"], info["status"]
+            self._child(self.tfs_requests, model, status).inc()
+            self._child(self.tfs_latency, model, api, entrypoint).observe(seconds)
+            self._child(self.requests, model, version, api, entrypoint, status).inc()
+            self._child(self.latency, model, version, api, entrypoint).observe(seconds)
+
+    def _child(self, metric, *labels: str):
+        """metric.labels(*labels), remembered: the lookup costs more than the update."""
+        key = (metric, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -163,6 +163,13 @@ class ModelStore:
                 chosen = version
             return chosen, self._states[chosen].model
 
+    def resolve_with_signature_defs(self, version: int | None = None,
+                                    label: str | None = None) -> tuple[int, Any, Any]:
+        """(version, loaded SavedModel, its SignatureDef map), all of one version."""
+        with self._lock:
+            chosen, model = self.resolve(version, label)
+            return chosen, model, self._states[chosen].signature_defs
+
     def signature_defs(self, version: int | None = None, label: str | None = None):
         """(version, SignatureDef map) of the version a metadata request names."""
         chosen, _ = self.resolve(version, label)

@@ -1,4 +1,5 @@
-"""TF Serving's REST API (/v1/models/...) on aiohttp: model status and predict."""
+"""TF Serving's REST API (/v1/models/...) on aiohttp: model status, metadata, predict,
+classify and regress."""
 from __future__ import annotations
 
 import asyncio
@@ -9,7 +10,7 @@ import urllib.parse
 from aiohttp import web
 from google.protobuf import json_format
 
-from serving import signature_calls
+from serving import classify_regress, json_output, signature_calls
 from serving.batching import Batcher
 from serving.errors import ServingError, invalid, not_found
 from serving.metrics import ServerMetrics
@@ -20,6 +21,8 @@ from serving.request_log import RequestLog
 POST_PATH = re.compile(
     r"(?i)/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)")
 GET_PATH = re.compile(r"(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?")
+# What tensorflow_model_server's HTTP server (libevent) answers for paths outside /v1/.
+NOT_FOUND_HTML = "<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n<H1>Not Found</H1>\n</BODY></HTML>"
 # Status error codes as TF Serving prints them (tensorflow.error.Code names).
 OK = "OK"
 
@@ -43,7 +46,7 @@ class RestApi:
                  batcher: Batcher | None = None):
         self.models, self.metrics, self.metrics_path = models, metrics or ServerMetrics(), metrics_path
         self.request_log = request_log
-        self.run_signature = batcher.run if batcher else signature_calls.run
+        self.batcher = batcher
 
     def app(self, max_body_bytes: int = 64 * 1024 * 1024) -> web.Application:
         app = web.Application(client_max_size=max_body_bytes)
@@ -62,10 +65,13 @@ class RestApi:
         if self.metrics_path and path == self.metrics_path and request.method == "GET":
             return web.Response(body=self.metrics.exposition(), content_type="text/plain")
         if not re.fullmatch(r"(?i)/v1/.*", path):
-            raise web.HTTPNotFound()
+            return web.Response(status=404, text=NOT_FOUND_HTML, content_type="text/html")
         try:
-            if request.method == "POST" and (match := POST_PATH.fullmatch(path)) and match.group(4) == "predict":
-                return await self._predict(match, await request.read())
+            if request.method == "POST" and (match := POST_PATH.fullmatch(path)):
+                if match.group(4) == "predict":
+                    return await self._predict(match, await request.read())
+                if match.group(4) in (classify_regress.CLASSIFY, classify_regress.REGRESS):
+                    return await self._classify_or_regress(match, await request.read())
             if request.method == "GET" and (match := GET_PATH.fullmatch(path)):
                 return self._metadata(match) if match.group(4) else self._status(match)
             if request.method == "GET" and path.lower() == "/v1/models":
@@ -97,6 +103,13 @@ class RestApi:
         return _json({"model_spec": {"name": store.name, "signature_name": "", "version": str(version)},
                       "metadata": {"signature_def": {"signature_def": signatures}}})
 
+    async def _run_signature(self, function, inputs: dict) -> dict:
+        if self.batcher:
+            # Queued without a thread: many waiting requests can join one batch.
+            return await asyncio.wrap_future(self.batcher.submit(function, inputs))
+        # Model calls hold the GIL for little of their time; a worker thread keeps the loop serving.
+        return await asyncio.get_running_loop().run_in_executor(None, signature_calls.run, function, inputs)
+
     async def _predict(self, match: re.Match, body: bytes) -> web.Response:
         with self.metrics.request(urllib.parse.unquote(match.group(1)), "predict", "REST") as info:
             try:
@@ -115,8 +128,31 @@ class RestApi:
         info["version"] = str(version)
         signature_name, function = signature_calls.signature(model, signature_name, rest=True)
         inputs, rows = signature_calls.json_inputs(request, list(signature_calls.input_specs(function)))
-        # Model calls hold the GIL for little of their time; a worker thread keeps the loop serving.
-        outputs = await asyncio.get_running_loop().run_in_executor(None, self.run_signature, function, inputs)
+        outputs = await self._run_signature(function, inputs)
         if self.request_log:
             self.request_log.record(store.name, version, signature_name, inputs, outputs)
-        return _json(signature_calls.json_response(outputs, rows))
+        return web.Response(text=json_output.dumps(signature_calls.json_response(outputs, rows)),
+                            content_type="application/json")
+
+    async def _classify_or_regress(self, match: re.Match, body: bytes) -> web.Response:
+        method = match.group(4)
+        with self.metrics.request(urllib.parse.unquote(match.group(1)), method, "REST") as info:
+            try:
+                # As in TF Serving, the body is read in full before the model is looked up.
+                request = signature_calls.parse_json_body(body)
+                signature_name = request.get("signature_name", "")
+                if not isinstance(signature_name, str):
+                    raise invalid("'signature_name' must be a string")
+                request_input = classify_regress.input_from_json(request)
+                store = self._model(match.group(1))
+                version, model, signature_defs = store.resolve_with_signature_defs(*_version_and_label(match))
+                info["version"] = str(version)
+                name, inputs = classify_regress.prepare(signature_defs, signature_name, method, request_input)
+                outputs = await self._run_signature(model.signatures[name], inputs)
+                result = classify_regress.result(method, outputs, len(inputs[classify_regress.INPUTS]))
+            except ServingError as error:
+                info["status"] = error.code.name
+                raise
+        text = (classify_regress.classification_json(result) if method == classify_regress.CLASSIFY
+                else classify_regress.regression_json(result))
+        return web.Response(text=text, content_type="application/json")

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from serving.errors import ServingError, invalid
+from serving.json_output import FloatArray
 
 DEFAULT_SIGNATURE = "serving_default"
 
@@ -132,6 +133,8 @@ def json_inputs(request: dict, names: list[str]) -> tuple[dict[str, np.ndarray],
 
 
 def _json_value(array: np.ndarray, alias: str) -> Any:
+    if array.dtype.kind == "f" and array.dtype.itemsize in (4, 8):
+        return FloatArray(array)  # written as TF Serving writes floats: 0.293937296, 3.0
     if array.dtype.kind in ("S", "O"):
         if alias.endswith("_bytes"):
             return np.vectorize(lambda b: {"b64": base64.b64encode(b).decode()}, otypes=[object])(array).tolist()

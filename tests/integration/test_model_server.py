@@ -115,7 +115,8 @@ def test_rest_routing_errors(served):
     assert requests.get(_url(server, "/v1/models"), timeout=10).json() == {"error": "Missing model name in request."}
     reply = requests.delete(_url(server, f"/v1/models/{NAME}"), timeout=10)
     assert reply.status_code == 400 and reply.json()["error"].startswith("Malformed request: DELETE")
-    assert requests.get(_url(server, "/elsewhere"), timeout=10).status_code == 404
+    elsewhere = requests.get(_url(server, "/elsewhere"), timeout=10)
+    assert elsewhere.status_code == 404 and "<TITLE>404 Not Found</TITLE>" in elsewhere.text
     reply = requests.get(_url(server, f"/v1/models/{NAME}/versions/9"), timeout=10)
     assert reply.status_code == 404 and reply.json() == {"error": f"Could not find version 9 of model {NAME}"}
 
