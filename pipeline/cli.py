@@ -39,9 +39,37 @@ def _parser() -> argparse.ArgumentParser:
                     "run in kubeflow_image; set data_root and output_root to gs:// paths and "
                     "beam_profile to dataflow (or flink/spark) for a cluster.")
     compile_.add_argument("--target", choices=("kubeflow",), required=True)
+    schema_diff = commands.add_parser(
+        "schema-diff", help="show how a span's data differs from the curated schema",
+        description="Infer a schema from one span's CSV files (types from the data itself) and print "
+                    "how it differs from schema_path: features added or gone, types, required features "
+                    "with missing values, values outside a curated domain. Review the lines, then accept "
+                    "a change by editing schema/schema.pbtxt (see schema/README.md). Exit status 1 when "
+                    "there are differences.")
+    schema_diff.add_argument("--span", type=int, help="span number (default: the newest span in data_root)")
+    _add_config_options(schema_diff)
     compile_.add_argument("--output", default="out/kubeflow/pipeline.json", help="where to write the spec")
     _add_config_options(compile_)
     return parser
+
+
+def _schema_diff(config: PipelineConfig, span: int | None) -> int:
+    from pipeline.csv_check import CsvError
+    from pipeline.schema_diff import diff_span
+    from pipeline.span_statistics import load_schema
+    from pipeline.spans import list_spans
+
+    try:
+        span = span if span is not None else list_spans(config.data_root)[-1]
+        changes = diff_span(config.data_root, span, load_schema(config.schema_path))
+    except (CsvError, ValueError) as error:
+        print(f"taxi-pipeline: {error}", file=sys.stderr)
+        return 2
+    if not changes:
+        print(f"span {span} matches {config.schema_path}: no differences.")
+        return 0
+    print(f"span {span} differs from {config.schema_path}:\n  " + "\n  ".join(changes))
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as error:
         print(f"taxi-pipeline: {error}", file=sys.stderr)
         return 2
+    if args.command == "schema-diff":
+        return _schema_diff(config, args.span)
     if args.command == "run" and args.runner == "local":
         from pipeline.local_runner import run_local
         return 0 if run_local(config).succeeded else 1

@@ -59,8 +59,12 @@ def _check_header(path: str, header: list[str], columns: dict[str, int]) -> None
                        "change the schema and models/features.py if the data really changed.")
 
 
-def check_csv(path: str, columns: dict[str, int]) -> int:
-    """Raises CsvError naming the file, line and column of the first problem; returns the row count."""
+def check_csv(path: str, columns: dict[str, int], against_schema: bool = True) -> int:
+    """Raises CsvError naming the file, line and column of the first problem; returns the row count.
+
+    With `against_schema` off, only what makes the file unreadable is checked (encoding,
+    field counts), so that a schema review can see new columns and changed types.
+    """
     with tf.io.gfile.GFile(path, "rb") as handle:
         data = handle.read()
     if not data.strip():
@@ -68,7 +72,8 @@ def check_csv(path: str, columns: dict[str, int]) -> int:
     text = _decode(path, data)
     reader = csv.reader(io.StringIO(text))
     header = [name.strip() for name in next(reader)]
-    _check_header(path, header, columns)
+    if against_schema:
+        _check_header(path, header, columns)
     for fields in reader:
         if len(fields) != len(header):
             side = "fewer" if len(fields) < len(header) else "more"
@@ -83,7 +88,7 @@ def check_csv(path: str, columns: dict[str, int]) -> int:
         raise CsvError(f"{path} line {int(repeated.idxmax()) + 2} repeats the header row (files joined "
                        "with their headers?); remove that line")
     for name, kind in columns.items():
-        if kind not in NUMERIC_TYPES:
+        if kind not in NUMERIC_TYPES or not against_schema:
             continue
         cells = frame[name].str.strip()
         filled = cells[cells != ""]
@@ -98,7 +103,8 @@ def check_csv(path: str, columns: dict[str, int]) -> int:
     return len(frame)
 
 
-def check_spans(data_root: str, spans: list[int], schema: schema_pb2.Schema) -> dict[int, int]:
+def check_spans(data_root: str, spans: list[int], schema: schema_pb2.Schema,
+                against_schema: bool = True) -> dict[int, int]:
     """{span: rows} after checking every file of every span; raises CsvError on the first problem."""
     columns = schema_columns(schema)
     rows = {}
@@ -107,7 +113,7 @@ def check_spans(data_root: str, spans: list[int], schema: schema_pb2.Schema) -> 
         if not files:
             raise CsvError(f"{os.path.join(data_root, f'span-{span}')} has no .csv files; put the span's "
                            "CSV files there, or remove the empty folder")
-        rows[span] = sum(check_csv(path, columns) for path in files)
+        rows[span] = sum(check_csv(path, columns, against_schema) for path in files)
     return rows
 
 

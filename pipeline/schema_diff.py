@@ -7,7 +7,7 @@ required vs optional, and values outside or missing from a curated string domain
 """
 from __future__ import annotations
 
-from tensorflow_metadata.proto.v0 import schema_pb2
+from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
 TYPE_NAMES = {schema_pb2.INT: "INT", schema_pb2.FLOAT: "FLOAT", schema_pb2.BYTES: "BYTES",
               schema_pb2.STRUCT: "STRUCT", schema_pb2.TYPE_UNKNOWN: "unknown"}
@@ -26,8 +26,13 @@ def _required(feature: schema_pb2.Feature) -> bool:
     return feature.presence.min_fraction >= 1.0
 
 
-def diff(curated: schema_pb2.Schema, inferred: schema_pb2.Schema) -> list[str]:
-    """One line per difference; empty when the data fits the curated schema's shape."""
+def diff(curated: schema_pb2.Schema, inferred: schema_pb2.Schema,
+         valueless: frozenset[str] = frozenset()) -> list[str]:
+    """One line per difference; empty when the data fits the curated schema's shape.
+
+    `valueless` names columns without a single value in the data: the type TFDV infers
+    for those is a guess, not a difference.
+    """
     lines = []
     ours = {f.name: f for f in curated.feature}
     theirs = {f.name: f for f in inferred.feature}
@@ -37,7 +42,7 @@ def diff(curated: schema_pb2.Schema, inferred: schema_pb2.Schema) -> list[str]:
         lines.append(f"'{name}': in the curated schema but not in the data (no values at all)")
     for name in sorted(set(ours) & set(theirs)):
         mine, seen = ours[name], theirs[name]
-        if mine.type != seen.type:
+        if mine.type != seen.type and name not in valueless:
             lines.append(f"'{name}': type {TYPE_NAMES[mine.type]} in the curated schema, "
                          f"{TYPE_NAMES[seen.type]} inferred from the data")
         if _required(mine) and not _required(seen):
@@ -49,3 +54,21 @@ def diff(curated: schema_pb2.Schema, inferred: schema_pb2.Schema) -> list[str]:
             if allowed - found:
                 lines.append(f"'{name}': domain values not seen in this data: {', '.join(sorted(allowed - found))}")
     return lines
+
+
+def diff_span(data_root: str, span: int, curated: schema_pb2.Schema) -> list[str]:
+    """The difference between the curated schema and one inferred from span `span`'s CSV files."""
+    import tensorflow_data_validation as tfdv
+
+    from pipeline.csv_check import check_spans
+    from pipeline.span_statistics import csv_statistics
+    from pipeline.spans import span_files
+
+    check_spans(data_root, [span], curated, against_schema=False)
+    # No schema for the statistics: the column types are the ones the data itself shows.
+    statistics = csv_statistics(span_files(data_root, span))
+    valueless = frozenset(".".join(f.path.step) for f in statistics.features
+                          if not f.num_stats.common_stats.tot_num_values
+                          and not f.string_stats.common_stats.tot_num_values)
+    inferred = tfdv.infer_schema(statistics_pb2.DatasetFeatureStatisticsList(datasets=[statistics]))
+    return diff(curated, inferred, valueless)
