@@ -1,4 +1,7 @@
-"""Artifact types of this pipeline's own components, recorded in ML Metadata by these names."""
+"""Artifact types of this pipeline's own components.
+
+The names take the `<namespace>.<Title>` form Kubeflow v2 requires of custom types.
+"""
 from __future__ import annotations
 
 from tfx.types.artifact import Artifact
@@ -7,10 +10,10 @@ from tfx.types.artifact import Artifact
 class DataDistances(Artifact):
     """distances.json: every drift, skew and volume measure of a run with its threshold."""
 
-    TYPE_NAME = "DataDistances"
+    TYPE_NAME = "taxi_tips.DataDistances"
 
 
 class DataReport(Artifact):
     """index.html: the run's offline data report."""
 
-    TYPE_NAME = "DataReport"
+    TYPE_NAME = "taxi_tips.DataReport"
