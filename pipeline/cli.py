@@ -84,15 +84,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "schema-diff":
         return _schema_diff(config, args.span)
-    if args.command == "run" and args.runner == "local":
-        from pipeline.local_runner import run_local
-        return 0 if run_local(config).succeeded else 1
-    if args.command == "run":
-        from pipeline.airflow_runner import run_with_airflow
-        return run_with_airflow(config)
-    from pipeline.kubeflow import compile_kubeflow
-    print(f"Kubeflow v2 pipeline spec written to {compile_kubeflow(config, args.output)}")
-    return 0
+    try:
+        if args.command == "run" and args.runner == "local":
+            from pipeline.local_runner import run_local
+            return 0 if run_local(config).succeeded else 1
+        if args.command == "run":
+            from pipeline.airflow_runner import run_with_airflow
+            return run_with_airflow(config)
+        from pipeline.kubeflow import compile_kubeflow
+        print(f"Kubeflow v2 pipeline spec written to {compile_kubeflow(config, args.output)}")
+        return 0
+    except ValueError as error:  # what building the pipeline found wrong in the settings' paths
+        print(f"taxi-pipeline: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import os
 
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
-from tfx.types import standard_artifacts
+from tfx.types import artifact_utils, standard_artifacts
 
 from pipeline import drift
 from pipeline.artifacts import DataDistances
@@ -18,6 +18,10 @@ from pipeline.serving_data import serving_statistics
 from pipeline.span_statistics import SPAN_SPLIT, read_schema, read_statistics
 
 TRAINING_SPLIT = "train"
+
+
+def _is_earlier_span(previous, current) -> bool:
+    return artifact_utils.decode_split_names(previous.split_names) == [SPAN_SPLIT] and 0 < previous.span < current.span
 
 
 @component
@@ -34,7 +38,8 @@ def DriftSkewCheck(span_statistics: InputArtifact[standard_artifacts.ExampleStat
     current = read_statistics(span_statistics, SPAN_SPLIT)
     current_name = f"span {span_statistics.span}"
     measured, notes = [], []
-    if previous_statistics is not None:
+    # The Kubeflow build resolves just the newest statistics on record: only an earlier span's count.
+    if previous_statistics is not None and _is_earlier_span(previous_statistics, span_statistics):
         measured += drift.measure(current, read_statistics(previous_statistics, SPAN_SPLIT), curated, "drift",
                                   current_name, f"span {previous_statistics.span}")
     else:

@@ -1,6 +1,7 @@
 """create_pipeline(config): the taxi-tip TFX pipeline, the same for every runner."""
 from __future__ import annotations
 
+import glob
 import hashlib
 import pathlib
 
@@ -116,8 +117,9 @@ def _files_read(config: PipelineConfig) -> list[str]:
 def _serving_files(config: PipelineConfig) -> list[str]:
     if not config.serving_data or not is_local(config.serving_data):
         return [config.serving_data] if config.serving_data else []
-    import glob  # a CSV file, a folder of CSVs, or a request-log glob
-    found = glob.glob(config.serving_data) or glob.glob(f"{config.serving_data}/*")
+    # A CSV file, a folder of CSVs, or a request-log file pattern.
+    pattern = f"{config.serving_data}/*" if pathlib.Path(config.serving_data).is_dir() else config.serving_data
+    found = glob.glob(pattern)
     if not found:
         raise ValueError(f"serving_data {config.serving_data}: no such file, folder or matching files")
     return found

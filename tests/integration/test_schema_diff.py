@@ -42,3 +42,8 @@ def test_a_column_gone_is_a_difference_and_an_unreadable_span_a_clear_error(tmp_
 def test_gate_policy_accepts_only_stop_or_warn(setting, capsys):
     assert main(["run", "--set", setting]) == 2
     assert "must be 'stop' or 'warn'" in capsys.readouterr().err
+
+
+def test_serving_data_that_is_not_there_is_named_before_the_run(tmp_path, capsys):
+    assert main(["run", "--set", f"output_root={tmp_path}", "--set", f"serving_data={tmp_path}/requests-*.csv"]) == 2
+    assert f"serving_data {tmp_path}/requests-*.csv: no such file" in capsys.readouterr().err
