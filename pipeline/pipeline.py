@@ -21,6 +21,7 @@ from pipeline.baseline import BaselineBeforeCandidateStrategy
 from pipeline.config import PipelineConfig, beam_pipeline_args, is_local
 from pipeline.data_gate import DataGate
 from pipeline.fingerprint import models_fingerprint
+from pipeline.servability import ServabilityCheck
 
 SPAN_PATTERN = "span-{SPAN}/*.csv"
 
@@ -40,7 +41,7 @@ def _example_gen(config: PipelineConfig) -> CsvExampleGen:
         pattern = SPAN_PATTERN
         if config.spans != "latest":
             range_config = range_config_pb2.RangeConfig(
-                static_range=range_config_pb2.RangeConfig.StaticRange(
+                static_range=range_config_pb2.StaticRange(
                     start_span_number=config.spans, end_span_number=config.spans))
     return CsvExampleGen(
         input_base=input_base,
@@ -108,7 +109,7 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
     transform.add_upstream_node(data_gate)
     # Trains and exports the Keras model (models/model.py).
     trainer = Trainer(
-        run_fn="models.model.run_fn",
+        run_fn=config.run_fn,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
@@ -124,10 +125,15 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
         model=trainer.outputs["model"],
         baseline_model=baseline_resolver.outputs["model"],
         eval_config=evaluation.eval_config(config))
-    # Copies a blessed model to <serving_dir>/<version>/; the blessing is passed
-    # explicitly so runners that ignore tfx.dsl.Cond (Airflow) still gate on it.
+    # Loads the candidate in our model server and replays evaluation examples over REST and
+    # gRPC (InfraValidator needs Docker); its blessing carries the model with warmup requests.
+    servability_check = ServabilityCheck(
+        model=trainer.outputs["model"], examples=example_gen.outputs["examples"], model_name=config.pipeline_name)
+    # Copies a model blessed by both checks to <serving_dir>/<version>/: the one from the
+    # servability blessing, which holds the warmup requests. The blessings are passed
+    # explicitly so runners that ignore tfx.dsl.Cond (Airflow) still gate on them.
     pusher = Pusher(
-        model=trainer.outputs["model"],
+        infra_blessing=servability_check.outputs["blessing"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=pusher_pb2.PushDestination(
             filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=config.serving_dir)))
@@ -136,7 +142,7 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[example_gen, statistics_gen, schema_gen, example_validator, data_gate,
-                    transform, trainer, baseline_resolver, evaluator, pusher],
+                    transform, trainer, baseline_resolver, evaluator, servability_check, pusher],
         enable_cache=config.enable_cache,
         # Kubeflow brings its own ML Metadata service; locally it is a SQLite file.
         metadata_connection_config=None if kubeflow else tfx_metadata.sqlite_metadata_connection_config(
