@@ -8,7 +8,9 @@ import pathlib
 # extensions, 7 s of start-up that a local run never uses.
 from tfx.components import CsvExampleGen, Evaluator, ExampleValidator, Pusher, StatisticsGen, Trainer, Transform
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
+from tfx.components.tuner.component import Tuner
 from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.input_resolution.strategies.latest_artifact_strategy import LatestArtifactStrategy
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
 from tfx.orchestration import metadata as tfx_metadata
 from tfx.orchestration import pipeline as tfx_pipeline
@@ -16,6 +18,7 @@ from tfx.proto import example_gen_pb2, pusher_pb2, range_config_pb2, trainer_pb2
 from tfx.types import Channel, standard_artifacts
 
 from models import model as model_code
+from models import tuning
 from pipeline import evaluation, spans
 from pipeline.baseline import BaselineBeforeCandidateStrategy
 from pipeline.config import PipelineConfig, beam_pipeline_args, is_local
@@ -107,12 +110,31 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
         force_tf_compat_v1=True,
         custom_config={"models_fingerprint": code_version})
     transform.add_upstream_node(data_gate)
+    if config.tune:
+        # KerasTuner search (models/tuning.py); its best hyperparameters feed Trainer.
+        hyperparameter_source = Tuner(
+            tuner_fn="models.tuning.tuner_fn",
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            schema=schema_gen.outputs["schema"],
+            train_args=trainer_pb2.TrainArgs(num_steps=config.tuner_steps),
+            eval_args=trainer_pb2.EvalArgs(num_steps=config.eval_steps),
+            custom_config={"models_fingerprint": code_version, tuning.MAX_TRIALS_KEY: config.tuner_trials})
+        hyperparameters = hyperparameter_source.outputs["best_hyperparameters"]
+    else:
+        # The newest tuned hyperparameters in ML Metadata, so a run without tuning trains
+        # as the last tuning decided; none yet: Trainer uses the code's defaults.
+        hyperparameter_source = Resolver(
+            strategy_class=LatestArtifactStrategy,
+            hyperparameters=Channel(type=standard_artifacts.HyperParameters)).with_id("tuned_hyperparameters_resolver")
+        hyperparameters = hyperparameter_source.outputs["hyperparameters"]
     # Trains and exports the Keras model (models/model.py).
     trainer = Trainer(
         run_fn=config.run_fn,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
+        hyperparameters=hyperparameters,
         train_args=trainer_pb2.TrainArgs(num_steps=config.train_steps),
         eval_args=trainer_pb2.EvalArgs(num_steps=config.eval_steps),
         custom_config={"models_fingerprint": code_version,
@@ -142,7 +164,7 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[example_gen, statistics_gen, schema_gen, example_validator, data_gate,
-                    transform, trainer, baseline_resolver, evaluator, servability_check, pusher],
+                    transform, hyperparameter_source, trainer, baseline_resolver, evaluator, servability_check, pusher],
         enable_cache=config.enable_cache,
         # Kubeflow brings its own ML Metadata service; locally it is a SQLite file.
         metadata_connection_config=None if kubeflow else tfx_metadata.sqlite_metadata_connection_config(
