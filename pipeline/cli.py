@@ -6,6 +6,7 @@ import sys
 import warnings
 
 import pipeline  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from pipeline import governance_cli
 from pipeline.config import PipelineConfig, load_config
 
 SETTINGS_HELP = "Settings: " + ", ".join(PipelineConfig.__dataclass_fields__)
@@ -41,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     compile_.add_argument("--target", choices=("kubeflow",), required=True)
     compile_.add_argument("--output", default="out/kubeflow/pipeline.json", help="where to write the spec")
     _add_config_options(compile_)
+    governance_cli.add_commands(commands, _add_config_options)
     return parser
 
 
@@ -54,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as error:
         print(f"taxi-pipeline: {error}", file=sys.stderr)
         return 2
+    if args.command in governance_cli.COMMANDS:
+        return governance_cli.run(args, config)
     if args.command == "run" and args.runner == "local":
         from pipeline.local_runner import run_local
         return 0 if run_local(config).succeeded else 1

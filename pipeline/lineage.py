@@ -8,8 +8,10 @@ artifact on the way, plus the statistics and anomalies computed from the same ex
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import os
+import re
 import time
 
 from ml_metadata.metadata_store import metadata_store
@@ -80,15 +82,20 @@ def trace(store: metadata_store.MetadataStore, version: str) -> Lineage:
     seen_artifacts[pushed.id] = (types[pushed.type_id], pushed, "")
     while frontier:
         artifact_id = frontier.pop()
-        producers = [e for e in store.get_events_by_artifact_ids([artifact_id]) if e.type in OUTPUT_EVENTS]
+        # A cached re-run records the same artifact as its output again: the first producer made it.
+        producers = sorted((e for e in store.get_events_by_artifact_ids([artifact_id]) if e.type in OUTPUT_EVENTS),
+                           key=lambda e: e.execution_id)[:1]
         for event in producers:
-            if event.execution_id in seen_executions:
-                continue
-            execution = store.get_executions_by_id([event.execution_id])[0]
-            step = Step(execution, node_name(store, execution))
-            seen_executions[execution.id] = step
+            known = event.execution_id in seen_executions
+            if not known:
+                execution = store.get_executions_by_id([event.execution_id])[0]
+                seen_executions[execution.id] = Step(execution, node_name(store, execution))
+            step = seen_executions[event.execution_id]
             name, artifact, _ = seen_artifacts[artifact_id]
             seen_artifacts[artifact_id] = (name, artifact, step.node)
+            if known:
+                continue
+            execution = step.execution
             events = store.get_events_by_execution_ids([execution.id])
             # Inputs lead further up; other outputs of the same step (Evaluator's evaluation
             # beside its blessing) belong to the story too.
@@ -109,7 +116,29 @@ def trace(store: metadata_store.MetadataStore, version: str) -> Lineage:
             if types[other.type_id] in ("ExampleStatistics", "ExampleAnomalies"):
                 seen_artifacts[other.id] = (types[other.type_id], other, node)
     steps = sorted(seen_executions.values(), key=lambda s: s.execution.id)
+    for step in steps:
+        if step.node.endswith("ExampleGen"):
+            spans = _spans_read(step.execution)
+            for name, artifact, node in seen_artifacts.values():
+                if name == "Examples" and node == step.node and spans:
+                    artifact.custom_properties["lineage_spans"].string_value = spans
     return Lineage(os.path.basename(str(version).rstrip("/")), pushed, list(seen_artifacts.values()), steps)
+
+
+def _spans_read(execution: metadata_store_pb2.Execution) -> str:
+    """'span-1, span-2 under <input_base>' from ExampleGen's recorded input settings."""
+    props = execution.custom_properties
+    base = props["input_base"].string_value if "input_base" in props else ""
+    try:
+        patterns = [split["pattern"] for split in json.loads(props["input_config"].string_value)["splits"]]
+    except (KeyError, ValueError):
+        return ""
+    folders = set()
+    for pattern in patterns:
+        # {SPAN} is ExampleGen's placeholder; the artifact's span property says which one was read.
+        for path in glob.glob(os.path.join(base, re.sub(r"\{SPAN[^}]*\}", "*", pattern))):
+            folders.add(os.path.basename(os.path.dirname(path)))
+    return f"{', '.join(sorted(folders))} under {base}" if folders else base
 
 
 def _describe(type_name: str, artifact: metadata_store_pb2.Artifact) -> str:
@@ -121,13 +150,16 @@ def _describe(type_name: str, artifact: metadata_store_pb2.Artifact) -> str:
         return getattr(v, v.WhichOneof("value")) if v is not None and v.WhichOneof("value") else None
 
     if type_name == "Examples":
-        return f"span {value('span')}, version {value('version')}, splits {value('split_names')}"
+        if value("span") is None:
+            return "transformed"
+        read = value("lineage_spans")
+        return f"span {value('span')}" + (f" (read {read})" if read else "") + f", splits {value('split_names')}"
     if type_name in ("ModelBlessing", "InfraBlessing"):
         text = "blessed" if value("blessed") == 1 else "NOT blessed"
         report = value("servability_report")
         return text + (f" ({report})" if report else "")
     if type_name == "PushedModel":
-        extra = f", rolled back to version {value('rolled_back_to')}" if value("rolled_back_to") else ""
+        extra = f", a copy of version {value('rolled_back_to')} made by rollback" if value("rolled_back_to") else ""
         return f"{value('pushed_destination')}{extra}"
     if type_name == "Model":
         path = os.path.join(artifact.uri, "Format-Serving", "assets.extra", "hyperparameters.json")
