@@ -6,7 +6,7 @@ import os
 
 from pipeline.config import PipelineConfig
 
-COMMANDS = ("lineage", "runs", "rollback")
+COMMANDS = ("lineage", "runs", "rollback", "card", "predict")
 
 
 def add_commands(commands, add_config_options) -> None:
@@ -36,10 +36,27 @@ def add_commands(commands, add_config_options) -> None:
     rollback.add_argument("--model_config", help="a models.config (text ModelServerConfig) whose label to move")
     rollback.add_argument("--label", default="stable", help="the version label to move (default: stable)")
     add_config_options(rollback)
+    card = commands.add_parser(
+        "card", help="write the model card and evaluation report of a pushed version",
+        description="Write <output_root>/model_cards/<version>/model_card.md and .html (data spans and "
+                    "statistics, schema, hyperparameters, the blessing decision, metrics overall and per "
+                    "slice against the baseline, known limitations) and evaluation_report.html (AUC by "
+                    "slice and calibration, as inline SVG). A local run writes them for each new push.")
+    predict = commands.add_parser(
+        "predict", help="score a span of unlabelled trips with a pushed model (Beam)",
+        description="Run a Beam job (the beam_profile's runner) that scores every row of the CSV files "
+                    "--input matches with a pushed version (the newest unless --version) through Beam's "
+                    "RunInference, and writes each input row with its tip_probability appended to --output.")
+    predict.add_argument("--input", required=True, help="CSV file or pattern, e.g. data/taxi/span-4/*.csv")
+    predict.add_argument("--output", required=True, help="CSV file to write")
+    predict.add_argument("--version", help="pushed version to use (default: the newest)")
+    add_config_options(predict)
+    card.add_argument("version", help="version number as in <output_root>/serving/<pipeline>/<version>")
+    add_config_options(card)
 
 
 def run(args: argparse.Namespace, config: PipelineConfig) -> int:
-    from pipeline import lineage, metadata, rollback, runs
+    from pipeline import lineage, metadata, model_card, rollback, runs
 
     if not os.path.exists(config.metadata_path):
         print(f"taxi-pipeline: no metadata store at {config.metadata_path}; run the pipeline first "
@@ -51,6 +68,11 @@ def run(args: argparse.Namespace, config: PipelineConfig) -> int:
             print(lineage.format_lineage(lineage.trace(store, args.version)))
         elif args.command == "runs":
             print(runs.format_runs(runs.list_runs(metadata.open_store(config.metadata_path), config.pipeline_name)))
+        elif args.command == "predict":
+            return _predict(args, config)
+        elif args.command == "card":
+            for path in model_card.write(config, args.version):
+                print(path)
         else:
             new_version = rollback.rollback(config, args.to_version, args.model_config, args.label)
             print(f"Rolled back: version {args.to_version} serves again as version {new_version} "
@@ -59,4 +81,25 @@ def run(args: argparse.Namespace, config: PipelineConfig) -> int:
     except (lineage.LineageError, rollback.RollbackError) as error:
         print(f"taxi-pipeline {args.command}: {error}")
         return 2
+    return 0
+
+
+def _predict(args: argparse.Namespace, config: PipelineConfig) -> int:
+    from pipeline.batch_predict import predict_csv
+    from pipeline.config import beam_pipeline_args
+    from serving.model_store import list_versions
+
+    versions = list_versions(config.serving_dir)
+    version = int(args.version) if args.version else (versions[-1] if versions else None)
+    if version is None or version not in versions:
+        print(f"taxi-pipeline predict: no version {args.version or ''} in {config.serving_dir}; "
+              f"pushed: {', '.join(map(str, versions)) or 'none'}")
+        return 2
+    try:
+        count = predict_csv(os.path.join(config.serving_dir, str(version)), args.input, args.output,
+                            beam_pipeline_args(config))
+    except ValueError as error:
+        print(f"taxi-pipeline predict: {error}")
+        return 2
+    print(f"Scored {count} rows with version {version}: {args.output}")
     return 0

@@ -177,3 +177,30 @@ def test_rollback_makes_the_earlier_version_serve_under_the_stable_label(home):
     assert f"rollback: version {first} serves again as {new_version}" in runs
     assert f"pushed {second}" in runs and "not pushed: not blessed" in runs and "not servable" in runs
     assert f"a copy of version {first} made by rollback" in _cli(home, "lineage", new_version)
+
+
+def test_model_card_and_evaluation_report_of_a_pushed_version(home):
+    version = _versions(home)[0]
+    paths = _cli(home, "card", version).split()
+    card_md, card_html, report = (pathlib.Path(p) for p in paths)
+    text = card_md.read_text()
+    assert "span-1 under" in text and '"learning_rate"' in text
+    assert "| payment_type=Credit Card |" in text and "| overall |" in text
+    assert "## Known limitations" in text and "BLESSED" in text
+    assert "<table" in card_html.read_text() and "evaluation_report.html" in card_html.read_text()
+    assert report.read_text().count("<svg") == 2 and "payment_type=Credit Card" in report.read_text()
+
+
+def test_batch_prediction_writes_a_probability_beside_each_unlabelled_row(home, tmp_path):
+    lines = shipped_lines(3)[:101]
+    unlabelled = tmp_path / "unlabelled.csv"
+    unlabelled.write_text("".join(line.rsplit(",", 1)[0] + "\n" for line in lines))  # tips is the last column
+    output = tmp_path / "scored.csv"
+    text = _cli(home, "predict", "--input", str(unlabelled), "--output", str(output))
+    assert f"Scored 100 rows with version {_versions(home)[-1]}" in text
+    scored = output.read_text().splitlines()
+    assert scored[0] == unlabelled.read_text().splitlines()[0] + ",tip_probability"
+    inputs = set(unlabelled.read_text().splitlines()[1:])
+    for line in scored[1:]:
+        row, probability = line.rsplit(",", 1)
+        assert row in inputs and 0.0 <= float(probability) <= 1.0
