@@ -77,10 +77,10 @@ def decide(evaluation_uri: str, table: dict, config: PipelineConfig) -> Decision
                     findings.append(Finding("AUC", f"{name} ({count:.0f} examples)",
                                             row.get(("auc", False), config.min_slice_auc - value), floor, False))
                 elif key.is_diff:
-                    findings.append(Finding(f"{key.name} change vs baseline", name, value,
+                    findings.append(Finding(f"{_display(key.name)} (change vs baseline)", name, value,
                                             f">= {-config.max_auc_drop} (max_auc_drop {config.max_auc_drop})", False))
                 else:
-                    findings.append(Finding(key.name, name, value, f">= {config.min_auc} (min_auc)", False))
+                    findings.append(Finding(_display(key.name), name, value, f">= {config.min_auc} (min_auc)", False))
         # The failure furthest below its threshold first: it is what decided.
         findings.sort(key=lambda f: f.value - _bound(f.threshold))
         if not findings:  # TFMA failed without a per-slice failure, e.g. a missing baseline metric
@@ -91,7 +91,7 @@ def decide(evaluation_uri: str, table: dict, config: PipelineConfig) -> Decision
     if ("auc", False) in overall:
         findings.append(Finding("AUC", "overall", overall[("auc", False)], f">= {config.min_auc} (min_auc)", True))
     if ("auc", True) in overall:
-        findings.append(Finding("AUC change vs baseline", "overall", overall[("auc", True)],
+        findings.append(Finding("AUC (change vs baseline)", "overall", overall[("auc", True)],
                                 f">= {-config.max_auc_drop} (max_auc_drop {config.max_auc_drop})", True))
     gated = gated_slices(table, config)
     if gated:
@@ -102,6 +102,10 @@ def decide(evaluation_uri: str, table: dict, config: PipelineConfig) -> Decision
     # The finding with the smallest margin decided it: listed first.
     findings.sort(key=lambda f: f.value - _bound(f.threshold))
     return Decision(True, findings)
+
+
+def _display(metric_name: str) -> str:
+    return "AUC" if metric_name == "auc" else metric_name
 
 
 def _bound(threshold: str) -> float:

@@ -25,6 +25,7 @@ from pipeline.config import PipelineConfig, beam_pipeline_args, is_local
 from pipeline.data_gate import DataGate
 from pipeline.fingerprint import models_fingerprint
 from pipeline.servability import ServabilityCheck
+from pipeline.tuned_hyperparameters import NewestTunedOrNoneStrategy
 
 SPAN_PATTERN = "span-{SPAN}/*.csv"
 
@@ -124,8 +125,9 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
     else:
         # The newest tuned hyperparameters in ML Metadata, so a run without tuning trains
         # as the last tuning decided; none yet: Trainer uses the code's defaults.
+        # Kubeflow v2 compiles only TFX's own strategies (which need one tuned artifact to exist).
         hyperparameter_source = Resolver(
-            strategy_class=LatestArtifactStrategy,
+            strategy_class=LatestArtifactStrategy if kubeflow else NewestTunedOrNoneStrategy,
             hyperparameters=Channel(type=standard_artifacts.HyperParameters)).with_id("tuned_hyperparameters_resolver")
         hyperparameters = hyperparameter_source.outputs["hyperparameters"]
     # Trains and exports the Keras model (models/model.py).
