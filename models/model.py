@@ -32,6 +32,8 @@ class Hyperparameters:
         if unknown:
             raise ValueError(f"Unknown hyperparameters {sorted(unknown)}; known: "
                              f"{[field.name for field in dataclasses.fields(cls)]}")
+        if isinstance(values.get("hidden_units"), str):  # "64,32", as the tuner's search space writes it
+            values["hidden_units"] = [int(units) for units in values["hidden_units"].split(",") if units.strip()]
         if "hidden_units" in values:
             values["hidden_units"] = tuple(values["hidden_units"])
         return cls(**values)
@@ -59,7 +61,7 @@ def build_model(hparams: Hyperparameters) -> tf.keras.Model:
     return model
 
 
-def _dataset(files: list[str], transform_output: tft.TFTransformOutput, batch_size: int) -> tf.data.Dataset:
+def dataset(files: list[str], transform_output: tft.TFTransformOutput, batch_size: int) -> tf.data.Dataset:
     """Batches of (transformed features, label), parsed once and then served from memory."""
     spec = transform_output.transformed_feature_spec()
 
@@ -111,14 +113,21 @@ def train(model: tf.keras.Model, train: tf.data.Dataset, evaluation: tf.data.Dat
     return result
 
 
+def resolve_hyperparameters(fn_args) -> Hyperparameters:
+    """Tuned values (Tuner's output, or the newest in ML Metadata), then the config's on top."""
+    values = dict((getattr(fn_args, "hyperparameters", None) or {}).get("values", {}))
+    values.update((fn_args.custom_config or {}).get(HYPERPARAMETERS_KEY) or {})
+    return Hyperparameters.from_dict(values)
+
+
 def run_fn(fn_args) -> None:
     """Entry point for TFX Trainer: train, then export with the serving signatures."""
-    hparams = Hyperparameters.from_dict((fn_args.custom_config or {}).get(HYPERPARAMETERS_KEY))
+    hparams = resolve_hyperparameters(fn_args)
     transform_output = tft.TFTransformOutput(fn_args.transform_output)
     model = build_model(hparams)
     train(model,
-          _dataset(fn_args.train_files, transform_output, hparams.batch_size),
-          _dataset(fn_args.eval_files, transform_output, hparams.batch_size),
+          dataset(fn_args.train_files, transform_output, hparams.batch_size),
+          dataset(fn_args.eval_files, transform_output, hparams.batch_size),
           fn_args.train_steps, fn_args.eval_steps)
     signatures.export(model, transform_output, fn_args.serving_model_dir,
                       metadata={"hyperparameters.json": json.dumps(dataclasses.asdict(hparams))})

@@ -6,6 +6,7 @@ import sys
 import warnings
 
 import pipeline  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from pipeline import governance_cli
 from pipeline.config import PipelineConfig, load_config
 
 SETTINGS_HELP = "Settings: " + ", ".join(PipelineConfig.__dataclass_fields__)
@@ -39,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
                     "run in kubeflow_image; set data_root and output_root to gs:// paths and "
                     "beam_profile to dataflow (or flink/spark) for a cluster.")
     compile_.add_argument("--target", choices=("kubeflow",), required=True)
+    compile_.add_argument("--output", default="out/kubeflow/pipeline.json", help="where to write the spec")
+    _add_config_options(compile_)
     schema_diff = commands.add_parser(
         "schema-diff", help="show how a span's data differs from the curated schema",
         description="Infer a schema from one span's CSV files (types from the data itself) and print "
@@ -48,8 +51,7 @@ def _parser() -> argparse.ArgumentParser:
                     "there are differences.")
     schema_diff.add_argument("--span", type=int, help="span number (default: the newest span in data_root)")
     _add_config_options(schema_diff)
-    compile_.add_argument("--output", default="out/kubeflow/pipeline.json", help="where to write the spec")
-    _add_config_options(compile_)
+    governance_cli.add_commands(commands, _add_config_options)
     return parser
 
 
@@ -84,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "schema-diff":
         return _schema_diff(config, args.span)
+    if args.command in governance_cli.COMMANDS:
+        return governance_cli.run(args, config)
     try:
         if args.command == "run" and args.runner == "local":
             from pipeline.local_runner import run_local

@@ -33,7 +33,7 @@ class PipelineConfig:
     spans: Union[str, int] = "all"
     train_steps: int = 1000
     eval_steps: int = 150
-    # Passed to models.model.Hyperparameters; unknown names are an error.
+    # Passed to models.model.Hyperparameters; unknown names are an error. They win over tuned ones.
     hyperparameters: dict[str, Any] = dataclasses.field(default_factory=dict)
     # The data gate's policy per kind of finding, "stop" (the run ends before Transform)
     # or "warn" (listed in the log and the data report): anomalies against the schema,
@@ -44,10 +44,22 @@ class PipelineConfig:
     # Serving data for the skew check: a CSV of requests (file or folder), or the model
     # server's request-log file pattern. Empty: skew is not measured.
     serving_data: str = ""
+    # Run TFX's Tuner (models/tuning.py) before Trainer. Off: Trainer uses the newest tuned
+    # hyperparameters in ML Metadata, or the code's defaults when nothing was ever tuned.
+    tune: bool = False
+    tuner_trials: int = 4
+    tuner_steps: int = 100
+    # Trainer's run_fn as a dotted path: another model module (or a test's) plugs in here.
+    run_fn: str = "models.model.run_fn"
     # Blessing: the candidate's overall AUC must reach this...
     min_auc: float = 0.7
     # ...and may not fall more than this below the latest blessed model's AUC.
     max_auc_drop: float = 0.0
+    # ...and on every slice (hour, payment type, company, payment type x hour) with at least
+    # min_slice_examples evaluation examples of each class (big tip and not), AUC must reach
+    # min_slice_auc. AUC ranks positives against negatives: with fewer of either it is noise.
+    min_slice_auc: float = 0.55
+    min_slice_examples: int = 50
     # Beam runner profile and its settings, see pipeline/beam.py.
     beam_profile: str = "in_memory"
     beam_workers: int = 0

@@ -1,36 +1,62 @@
 """The TFMA EvalConfig: which metrics decide the blessing, on which slices."""
 from __future__ import annotations
 
+import json
+
 import tensorflow_model_analysis as tfma
 
 from models import features as F
+from pipeline import slice_floor
 from pipeline.config import PipelineConfig
 
 BLESSING_METRIC = "AUC"
-# Slices the metrics are also computed on, besides the overall one.
-SLICE_FEATURES = ("trip_start_hour", "payment_type")
+# Slices the metrics are also computed on, besides the overall one; a tuple of several
+# features is their cross (every payment type at every hour).
+SLICES: tuple[tuple[str, ...], ...] = (
+    ("trip_start_hour",), ("payment_type",), ("company",), ("payment_type", "trip_start_hour"))
+SLICE_FEATURES = tuple(dict.fromkeys(name for spec in SLICES for name in spec))
+
+
+def slicing_specs() -> list[tfma.SlicingSpec]:
+    return [tfma.SlicingSpec(feature_keys=list(spec)) for spec in SLICES]
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+    overall = [tfma.SlicingSpec()]
     auc_threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.min_auc}),
         # Skipped by TFMA on the first run, when there is no blessed baseline yet.
         change_threshold=tfma.GenericChangeThreshold(
             direction=tfma.MetricDirection.HIGHER_IS_BETTER,
             absolute={"value": -config.max_auc_drop - 1e-10}))
+    # Every slice with min_slice_examples of each class: its AUC may not be below
+    # min_slice_auc (see pipeline/slice_floor.py for why this is a metric of its own).
+    floor_threshold = tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(upper_bound={"value": 0.0}))
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(
             signature_name="serving_default",
             label_key=F.TRANSFORMED_LABEL_KEY,
             preprocessing_function_names=["transform_features"])],
-        slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[name]) for name in SLICE_FEATURES],
+        slicing_specs=overall + slicing_specs(),
         metrics_specs=[tfma.MetricsSpec(
             metrics=[
                 tfma.MetricConfig(class_name="ExampleCount"),
                 tfma.MetricConfig(class_name="BinaryAccuracy"),
-                # Thresholds are tied to the overall slice: a `threshold` would apply to every
-                # slice, and slices without both classes (cash trips: tips unrecorded) have no AUC.
+                tfma.MetricConfig(class_name="Precision"),
+                tfma.MetricConfig(class_name="Recall"),
+                # Mean prediction / mean label: 1.0 when the probabilities are right on average.
+                tfma.MetricConfig(class_name="Calibration"),
+                # Share of big tips: tells which slices hold both classes (see pipeline/blessing.py).
+                tfma.MetricConfig(class_name="MeanLabel"),
+                tfma.MetricConfig(class_name="MeanPrediction"),
+                # The overall thresholds are tied to the overall slice: a `threshold` would apply
+                # to every slice, and slices without both classes (cash trips) have no real AUC.
                 tfma.MetricConfig(class_name="AUC", per_slice_thresholds=[
-                    tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=auc_threshold)]),
+                    tfma.PerSliceMetricThreshold(slicing_specs=overall, threshold=auc_threshold)]),
+                tfma.MetricConfig(
+                    class_name=slice_floor.SliceAUCShortfall.__name__, module=slice_floor.__name__,
+                    config=json.dumps({"floor": config.min_slice_auc, "min_examples": config.min_slice_examples}),
+                    per_slice_thresholds=[tfma.PerSliceMetricThreshold(
+                        slicing_specs=slicing_specs(), threshold=floor_threshold)]),
             ])],
     )

@@ -80,12 +80,26 @@ def run_local(config: PipelineConfig, out: TextIO = sys.stdout) -> RunResult:
             report = outcome.describe(config, run_id)
             print(report.text, file=out, flush=True)
             pushed = report.pushed_version
+            if pushed:
+                _write_model_card(config, pushed, out)
     if error:
         print(f"\nRun stopped after {seconds:.1f} s: {error}\nNothing was pushed; the serving dir "
               f"{config.serving_dir} is unchanged. Full log: {log_path}", file=out, flush=True)
     else:
         print(f"Run {run_id} finished in {seconds:.1f} s.", file=out, flush=True)
     return RunResult(run_id, error is None, seconds, progress.durations, pushed, error, str(log_path))
+
+
+def _write_model_card(config: PipelineConfig, pushed: str, out: TextIO) -> None:
+    from pipeline import model_card
+
+    version = os.path.basename(pushed.rstrip("/"))
+    try:
+        paths = model_card.write(config, version)
+    except Exception as error:  # the push stands; the card can be written again later
+        print(f"Model card not written ({error}); retry with `taxi-pipeline card {version}`", file=out, flush=True)
+        return
+    print(f"Model card: {paths[1]} (evaluation report: {paths[2]})", file=out, flush=True)
 
 
 def _run_ids(config: PipelineConfig) -> list[str]:

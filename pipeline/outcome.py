@@ -6,7 +6,7 @@ import os
 
 import tensorflow_model_analysis as tfma
 
-from pipeline import evaluation, metadata
+from pipeline import blessing, evaluation, metadata, servability
 from pipeline.config import PipelineConfig
 from pipeline.data_report import REPORT_FILE
 
@@ -18,16 +18,6 @@ class Outcome:
     text: str
 
 
-def _slice_name(slice_key) -> str:
-    """'payment_type=Cash' style name of a TFMA slice key; 'overall' for the empty key."""
-    parts = []
-    for part in slice_key.single_slice_keys:
-        kind = part.WhichOneof("kind")
-        value = getattr(part, kind) if kind else ""
-        parts.append(f"{part.column}={value.decode() if isinstance(value, bytes) else value}")
-    return ", ".join(parts) or "overall"
-
-
 def _metric_value(value) -> float | None:
     return value.double_value.value if value.HasField("double_value") else None
 
@@ -36,13 +26,38 @@ def metrics_table(evaluation_uri: str) -> dict[str, dict[tuple[str, bool], float
     """{slice: {(metric name, is_diff): candidate value}} from an Evaluator output."""
     table: dict[str, dict[tuple[str, bool], float]] = {}
     for per_slice in tfma.load_metrics(evaluation_uri):
-        row = table.setdefault(_slice_name(per_slice.slice_key), {})
+        row = table.setdefault(blessing.slice_name(per_slice.slice_key), {})
         for item in per_slice.metric_keys_and_values:
             value = _metric_value(item.value)
             if value is None or item.key.model_name == "baseline":
                 continue
             row[(item.key.name, item.key.is_diff)] = value
     return table
+
+
+def _metric_lines(table: dict, config: PipelineConfig, shown: int = 5) -> list[str]:
+    """Overall metrics, then the gated slices with the lowest AUC."""
+    def fmt(name: str) -> str:
+        row = table.get(name, {})
+        parts = []
+        for key, label in (("auc", "AUC"), ("precision", "precision"), ("recall", "recall"),
+                           ("calibration", "calibration")):
+            if (key, False) in row:
+                parts.append(f"{label} {row[(key, False)]:.4f}")
+            if key == "auc" and ("auc", True) in row:
+                parts.append(f"vs baseline {row[('auc', True)]:+.4f}")
+        if ("example_count", False) in row:
+            parts.append(f"examples {row[('example_count', False)]:.0f}")
+        return f"  {name:40s} " + ", ".join(parts)
+
+    lines = [fmt("overall")]
+    gated = blessing.gated_slices(table, config)
+    lowest = sorted(gated, key=gated.get)[:shown]
+    if lowest:
+        lines.append(f"  {len(table) - 1} slices over {', '.join(evaluation.SLICE_FEATURES)}; {len(gated)} have "
+                     f">= {config.min_slice_examples} examples of each class; the lowest AUC:")
+        lines += [fmt(name) for name in lowest]
+    return lines
 
 
 def describe(config: PipelineConfig, run_id: str) -> Outcome:
@@ -57,33 +72,27 @@ def describe(config: PipelineConfig, run_id: str) -> Outcome:
     if evaluator and evaluator.outputs.get("evaluation"):
         uri = evaluator.outputs["evaluation"][0].uri
         table = metrics_table(uri)
-        for slice_name in ["overall"] + sorted(s for s in table if s != "overall"):
-            row = table.get(slice_name, {})
-            auc = row.get(("auc", False))
-            parts = [f"AUC {auc:.4f}" if auc is not None else "AUC n/a"]
-            if ("auc", True) in row:
-                parts.append(f"vs baseline {row[('auc', True)]:+.4f}")
-            if ("binary_accuracy", False) in row:
-                parts.append(f"accuracy {row[('binary_accuracy', False)]:.4f}")
-            if ("example_count", False) in row:
-                parts.append(f"examples {row[('example_count', False)]:.0f}")
-            if slice_name == "overall" or len(table) <= 12:
-                lines.append(f"  {slice_name:32s} " + ", ".join(parts))
-        if len(table) > 13:
-            lines.append(f"  ({len(table) - 1} slices over {', '.join(evaluation.SLICE_FEATURES)}; all in {uri})")
-        lines.append(f"Thresholds: overall {evaluation.BLESSING_METRIC} >= {config.min_auc}, and at most "
-                     f"{config.max_auc_drop} below the latest blessed model (skipped when there is none).")
-        validation = tfma.load_validation_result(uri)
-        blessed = validation.validation_ok
+        lines += _metric_lines(table, config)
+        decision = blessing.decide(uri, table, config)
+        blessed = decision.blessed
+        lines.append(f"Thresholds: overall {evaluation.BLESSING_METRIC} >= {config.min_auc} and at most "
+                     f"{config.max_auc_drop} below the latest blessed model (skipped when there is none); "
+                     f"AUC >= {config.min_slice_auc} on every slice with >= {config.min_slice_examples} "
+                     "examples of each class.")
         if blessed:
-            lines.append("Blessing: BLESSED, every threshold is met.")
+            lines.append(f"Blessing: BLESSED, every threshold is met; closest: {decision.deciding}")
+            lines += [f"  {finding}" for finding in decision.findings[1:]]
         else:
-            lines.append("Blessing: NOT BLESSED:")
-            for per_slice in validation.metric_validations_per_slice:
-                for failure in per_slice.failures:
-                    lines.append(f"  {_slice_name(per_slice.slice_key)}: {failure.metric_key.name}"
-                                 f"{' (change vs baseline)' if failure.metric_key.is_diff else ''}: "
-                                 f"{failure.message}")
+            lines.append(f"Blessing: NOT BLESSED, decided by: {decision.deciding}")
+            lines += [f"  also: {finding}" for finding in decision.findings[1:]]
+    check = nodes.get("ServabilityCheck")
+    if check and check.outputs.get("blessing"):
+        artifact = check.outputs["blessing"][0]
+        report = metadata.custom_value(artifact, servability.REPORT_PROPERTY) or ""
+        if metadata.custom_value(artifact, "blessed") == 1:
+            lines.append(f"Servability: OK, {report}")
+        else:
+            lines.append("Servability: FAILED, the model does not serve:\n  " + report.replace("\n", "\n  "))
     pushed_version = None
     pusher = nodes.get("Pusher")
     if pusher and pusher.outputs.get("pushed_model"):
@@ -95,5 +104,6 @@ def describe(config: PipelineConfig, run_id: str) -> Outcome:
             else:
                 lines.append(f"Pushed: {pushed_version}")
         else:
-            lines.append(f"Not pushed: the model was not blessed; {config.serving_dir} is unchanged.")
+            lines.append(f"Not pushed: the model was not blessed (Evaluator and servability check); "
+                         f"{config.serving_dir} is unchanged.")
     return Outcome(blessed, pushed_version, "\n".join(lines))

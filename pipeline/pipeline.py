@@ -18,6 +18,7 @@ from tfx.components import (
     Transform,
 )
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
+from tfx.components.tuner.component import Tuner
 from tfx.dsl.components.common.resolver import Resolver
 from tfx.dsl.input_resolution.strategies.latest_artifact_strategy import LatestArtifactStrategy
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
@@ -27,6 +28,7 @@ from tfx.proto import example_gen_pb2, pusher_pb2, range_config_pb2, trainer_pb2
 from tfx.types import Channel, standard_artifacts
 
 from models import model as model_code
+from models import tuning
 from pipeline import evaluation, span_statistics, spans
 from pipeline.baseline import BaselineBeforeCandidateStrategy
 from pipeline.config import PipelineConfig, beam_pipeline_args, is_local
@@ -36,6 +38,8 @@ from pipeline.data_report import DataReportGen
 from pipeline.drift_check import DriftSkewCheck
 from pipeline.fingerprint import files_fingerprint, models_fingerprint
 from pipeline.previous_span import PreviousSpanStatisticsStrategy
+from pipeline.servability import ServabilityCheck
+from pipeline.tuned_hyperparameters import NewestTunedOrNoneStrategy
 
 SPAN_PATTERN = "span-{SPAN}/*.csv"
 
@@ -55,7 +59,7 @@ def _example_gen(config: PipelineConfig) -> CsvExampleGen:
         pattern = SPAN_PATTERN
         if config.spans != "latest":
             range_config = range_config_pb2.RangeConfig(
-                static_range=range_config_pb2.RangeConfig.StaticRange(
+                static_range=range_config_pb2.StaticRange(
                     start_span_number=config.spans, end_span_number=config.spans))
     return CsvExampleGen(
         input_base=input_base,
@@ -181,12 +185,32 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
         force_tf_compat_v1=True,
         custom_config={"models_fingerprint": code_version})
     transform.add_upstream_node(data_gate)
+    if config.tune:
+        # KerasTuner search (models/tuning.py); its best hyperparameters feed Trainer.
+        hyperparameter_source = Tuner(
+            tuner_fn="models.tuning.tuner_fn",
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            schema=schema_gen.outputs["schema"],
+            train_args=trainer_pb2.TrainArgs(num_steps=config.tuner_steps),
+            eval_args=trainer_pb2.EvalArgs(num_steps=config.eval_steps),
+            custom_config={"models_fingerprint": code_version, tuning.MAX_TRIALS_KEY: config.tuner_trials})
+        hyperparameters = hyperparameter_source.outputs["best_hyperparameters"]
+    else:
+        # The newest tuned hyperparameters in ML Metadata, so a run without tuning trains
+        # as the last tuning decided; none yet: Trainer uses the code's defaults.
+        # Kubeflow v2 compiles only TFX's own strategies (which need one tuned artifact to exist).
+        hyperparameter_source = Resolver(
+            strategy_class=LatestArtifactStrategy if kubeflow else NewestTunedOrNoneStrategy,
+            hyperparameters=Channel(type=standard_artifacts.HyperParameters)).with_id("tuned_hyperparameters_resolver")
+        hyperparameters = hyperparameter_source.outputs["hyperparameters"]
     # Trains and exports the Keras model (models/model.py).
     trainer = Trainer(
-        run_fn="models.model.run_fn",
+        run_fn=config.run_fn,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
+        hyperparameters=hyperparameters,
         train_args=trainer_pb2.TrainArgs(num_steps=config.train_steps),
         eval_args=trainer_pb2.EvalArgs(num_steps=config.eval_steps),
         custom_config={"models_fingerprint": code_version,
@@ -199,10 +223,15 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
         model=trainer.outputs["model"],
         baseline_model=baseline_resolver.outputs["model"],
         eval_config=evaluation.eval_config(config))
-    # Copies a blessed model to <serving_dir>/<version>/; the blessing is passed
-    # explicitly so runners that ignore tfx.dsl.Cond (Airflow) still gate on it.
+    # Loads the candidate in our model server and replays evaluation examples over REST and
+    # gRPC (InfraValidator needs Docker); its blessing carries the model with warmup requests.
+    servability_check = ServabilityCheck(
+        model=trainer.outputs["model"], examples=example_gen.outputs["examples"], model_name=config.pipeline_name)
+    # Copies a model blessed by both checks to <serving_dir>/<version>/: the one from the
+    # servability blessing, which holds the warmup requests. The blessings are passed
+    # explicitly so runners that ignore tfx.dsl.Cond (Airflow) still gate on them.
     pusher = Pusher(
-        model=trainer.outputs["model"],
+        infra_blessing=servability_check.outputs["blessing"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=pusher_pb2.PushDestination(
             filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=config.serving_dir)))
@@ -211,8 +240,8 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[csv_check, example_gen, statistics_gen, schema_gen, inferred_schema_gen, example_validator,
-                    span_statistics_gen, previous_span, drift_check, data_report, data_gate,
-                    transform, trainer, baseline_resolver, evaluator, pusher],
+                    span_statistics_gen, previous_span, drift_check, data_report, data_gate, transform,
+                    hyperparameter_source, trainer, baseline_resolver, evaluator, servability_check, pusher],
         enable_cache=config.enable_cache,
         # Kubeflow brings its own ML Metadata service; locally it is a SQLite file.
         metadata_connection_config=None if kubeflow else tfx_metadata.sqlite_metadata_connection_config(

@@ -122,7 +122,7 @@ def test_rerun_with_nothing_changed_executes_no_component(home):
     assert result.succeeded, output
     states = _states(home, result.run_id)
     components = {node: state for node, state in states.items() if not node.endswith("_resolver")}
-    assert len(components) == 14
+    assert len(components) == 15
     assert set(components.values()) == {"CACHED"}, components
 
 
