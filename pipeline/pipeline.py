@@ -12,7 +12,6 @@ from tfx.components import (
     Evaluator,
     ExampleValidator,
     Pusher,
-    SchemaGen,
     StatisticsGen,
     Trainer,
     Transform,
@@ -37,6 +36,7 @@ from pipeline.data_gate import DataGate
 from pipeline.data_report import DataReportGen
 from pipeline.drift_check import DriftSkewCheck
 from pipeline.fingerprint import files_fingerprint, models_fingerprint
+from pipeline.inferred_schema import InferredSchemaGen
 from pipeline.previous_span import PreviousSpanStatisticsStrategy
 from pipeline.servability import ServabilityCheck
 from pipeline.tuned_hyperparameters import NewestTunedOrNoneStrategy
@@ -108,7 +108,7 @@ def _previous_span_resolver(span_statistics_gen, kubeflow: bool) -> Resolver:
         return Resolver(strategy_class=LatestArtifactStrategy,
                         statistics=every_statistics).with_id("previous_span_resolver")
     return Resolver(strategy_class=PreviousSpanStatisticsStrategy, statistics=every_statistics,
-                    current=span_statistics_gen.outputs["statistics"]).with_id("previous_span_resolver")
+                    current=span_statistics_gen.outputs["span_statistics"]).with_id("previous_span_resolver")
 
 
 def _files_read(config: PipelineConfig) -> list[str]:
@@ -149,7 +149,7 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
     # The curated schema from schema/, not one inferred from whatever data arrived.
     schema_gen = ImportSchemaGen(schema_file=schema_file)
     # A schema inferred from this run's data, only to show how it differs from the curated one.
-    inferred_schema_gen = SchemaGen(statistics=statistics_gen.outputs["statistics"]).with_id("InferredSchemaGen")
+    inferred_schema_gen = InferredSchemaGen(statistics=statistics_gen.outputs["statistics"])
     # Compares the statistics with the schema and records anomalies.
     example_validator = ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
@@ -161,7 +161,7 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
     previous_span = _previous_span_resolver(span_statistics_gen, kubeflow)
     # Drift against the previous span, skew against serving data, per the schema's comparators.
     drift_check = DriftSkewCheck(
-        span_statistics=span_statistics_gen.outputs["statistics"],
+        span_statistics=span_statistics_gen.outputs["span_statistics"],
         training_statistics=statistics_gen.outputs["statistics"],
         schema=schema_gen.outputs["schema"],
         previous_statistics=previous_span.outputs["statistics"],
@@ -169,9 +169,9 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
         serving_data_fingerprint=files_fingerprint(_serving_files(config)))
     # The offline HTML report of what the checks saw; written before the gate can stop the run.
     data_report = DataReportGen(
-        statistics=statistics_gen.outputs["statistics"], span_statistics=span_statistics_gen.outputs["statistics"],
+        statistics=statistics_gen.outputs["statistics"], span_statistics=span_statistics_gen.outputs["span_statistics"],
         anomalies=example_validator.outputs["anomalies"], distances=drift_check.outputs["distances"],
-        schema=schema_gen.outputs["schema"], inferred_schema=inferred_schema_gen.outputs["schema"], **policy)
+        schema=schema_gen.outputs["schema"], inferred_schema=inferred_schema_gen.outputs["inferred_schema"], **policy)
     # Stops the run on findings the policy stops on: ExampleValidator alone never does.
     data_gate = DataGate(anomalies=example_validator.outputs["anomalies"], distances=drift_check.outputs["distances"],
                          report=data_report.outputs["report"], **policy)

@@ -66,10 +66,14 @@ def load_schema(path: str) -> schema_pb2.Schema:
 @component
 def SpanStatisticsGen(data_root: Parameter[str], spans: Parameter[str], schema_path: Parameter[str],
                       data_fingerprint: Parameter[str],
-                      statistics: OutputArtifact[standard_artifacts.ExampleStatistics]) -> None:
-    """Statistics of the newest span this run reads; `data_fingerprint` makes changed files a new input."""
+                      span_statistics: OutputArtifact[standard_artifacts.ExampleStatistics]) -> None:
+    """Statistics of the newest span this run reads; `data_fingerprint` makes changed files a new input.
+
+    The output is not called `statistics`: TFX's Airflow runner names artifacts by output
+    key and run, and StatisticsGen's output of the same type already has that name.
+    """
     del data_fingerprint
     span = spans_to_read(data_root, spans)[-1]
-    statistics.span = span
-    statistics.split_names = artifact_utils.encode_split_names([SPAN_SPLIT])
-    write_statistics(statistics, SPAN_SPLIT, csv_statistics(span_files(data_root, span), load_schema(schema_path)))
+    span_statistics.span = span
+    span_statistics.split_names = artifact_utils.encode_split_names([SPAN_SPLIT])
+    write_statistics(span_statistics, SPAN_SPLIT, csv_statistics(span_files(data_root, span), load_schema(schema_path)))
