@@ -6,6 +6,7 @@ import sys
 import warnings
 
 import pipeline  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from pipeline import synthetic
 from pipeline.config import PipelineConfig, load_config
 
 SETTINGS_HELP = "Settings: " + ", ".join(PipelineConfig.__dataclass_fields__)
@@ -41,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     compile_.add_argument("--target", choices=("kubeflow",), required=True)
     compile_.add_argument("--output", default="out/kubeflow/pipeline.json", help="where to write the spec")
     _add_config_options(compile_)
+    synthetic.add_parser(commands)
     return parser
 
 
@@ -49,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     # versions at import; nothing a user of this command can act on.
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"google(\..*)?$")
     args = _parser().parse_args(argv)
+    if args.command == "generate":
+        return synthetic.run(args)
     try:
         config = load_config(args.config, args.set)
     except (ValueError, OSError) as error:
