@@ -114,8 +114,8 @@ def _format_decimal(values: np.ndarray, missing: np.ndarray, decimals: int) -> n
     return out
 
 
-def generate(rows: int, seed: int | np.random.SeedSequence = 0, source: SourceData | None = None, payment_mix: dict[str, float] | None = None,
-             fare_scale: float = 1.0) -> pd.DataFrame:
+def generate(rows: int, seed: int | np.random.SeedSequence = 0, source: SourceData | None = None,
+             payment_mix: dict[str, float] | None = None, fare_scale: float = 1.0) -> pd.DataFrame:
     """`rows` synthetic trips as text columns in the shipped header order."""
     if rows < 1:
         raise ValueError(f"rows must be at least 1, not {rows}")
