@@ -1,0 +1,396 @@
+"""Scaling benchmark: how each pipeline stage's time and memory grow with rows, against the library floor.
+
+For each size (default 10^4, 10^5, 10^6 rows) it writes one synthetic span with
+`pipeline.synthetic` and, in the same run:
+
+* the floor: in one process, `tfdv.generate_statistics_from_csv` and
+  `tft_beam.AnalyzeAndTransformDataset(models.preprocessing.preprocessing_fn)` on the same
+  CSV, the transformed rows written as gzipped tf.Examples like Transform does
+  (in-memory DirectRunner, imports not timed);
+* the whole pipeline (`taxi-pipeline run`, from scratch, no cache) with each Beam profile,
+  Trainer at a fixed step count so its time does not depend on rows.
+
+It prints per stage the wall time (as the runner reports it), rows/s and the peak memory
+(RSS summed over the run's whole process tree, Beam workers included, sampled every
+0.2 s), then the scaling exponent of time against rows (log-log slope between sizes, and
+fitted over all of them), and the pipeline / floor ratios of the data stages. Results go
+to a JSON file (rewritten after every measurement, so an interrupted run keeps what it
+measured) and a PNG plot of time against rows per stage.
+
+    python benchmarks/scaling_benchmark.py                       # 1e4,1e5,1e6 x in_memory,multi_processing
+    python benchmarks/scaling_benchmark.py --sizes 1e4,1e5 --profiles in_memory
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+# The data stages the targets are about, as LocalDagRunner names them.
+DATA_STAGES = ("CsvExampleGen", "StatisticsGen", "ExampleValidator", "Transform")
+MODEL_STAGES = ("Trainer", "Evaluator")
+FLOOR_STAGES = ("floor_statistics", "floor_transform")
+# Which floor each pipeline stage is compared with.
+FLOOR_OF = {"StatisticsGen": "floor_statistics", "Transform": "floor_transform"}
+STEP_START = re.compile(r"^\[\d+/\d+\] (\S+) \.\.\.$")
+STEP_END = re.compile(r"^\[\d+/\d+\] (\S+) (done|cached) in ([\d.]+) s$")
+OVERALL_AUC = re.compile(r"^\s*overall\s+AUC ([\d.]+)")
+TARGET_EXPONENT, TARGET_FLOOR_RATIO, MEMORY_LIMIT_GIB = 1.1, 2.0, 24.0
+GIB = 1024 ** 3
+
+
+class TreeMemory(threading.Thread):
+    """Samples the RSS of a process and all its descendants; keeps the peak per stage."""
+
+    def __init__(self, pid: int, interval: float = 0.2):
+        super().__init__(daemon=True)
+        import psutil
+        self.root = psutil.Process(pid)
+        self.interval = interval
+        self.stage = "(start-up)"
+        self.peaks: dict[str, int] = {}
+        self.peak = 0
+        self._stop_event = threading.Event()
+
+    def _sample(self) -> int:
+        import psutil
+        total = 0
+        try:
+            processes = [self.root] + self.root.children(recursive=True)
+        except psutil.Error:
+            return 0
+        for process in processes:
+            try:
+                total += process.memory_info().rss
+            except psutil.Error:
+                pass  # a worker that just ended
+        return total
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            rss = self._sample()
+            stage = self.stage
+            self.peaks[stage] = max(self.peaks.get(stage, 0), rss)
+            self.peak = max(self.peak, rss)
+            self._stop_event.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+
+def run_measured(command: list[str], log_path: pathlib.Path, label: str) -> dict:
+    """Run `command`, echo its progress lines, and return stage times, peak memory and AUC."""
+    print(f"--- {label}: {' '.join(command)}\n    log: {log_path}", flush=True)
+    started = time.monotonic()
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True,
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        memory = TreeMemory(process.pid)
+        memory.start()
+        stages: dict[str, float] = {}
+        auc = None
+        for line in process.stdout:
+            log.write(line)
+            text = line.strip()
+            if (match := STEP_START.match(text)):
+                memory.stage = match.group(1)
+                print(f"    {text}", flush=True)
+            elif (match := STEP_END.match(text)):
+                stages[match.group(1)] = float(match.group(3))
+                memory.stage = "(between stages)"
+                print(f"    {text}", flush=True)
+            elif (match := OVERALL_AUC.match(line)):
+                auc = float(match.group(1))
+        code = process.wait()
+        memory.stop()
+    seconds = time.monotonic() - started
+    if code != 0:
+        sys.exit(f"{label} failed (exit {code}); see {log_path}")
+    print(f"    {seconds:.1f} s wall, peak memory {memory.peak / GIB:.2f} GiB" +
+          (f", overall AUC {auc:.4f}" if auc is not None else ""), flush=True)
+    return {"wall_s": seconds, "stages": stages, "peak_gib": memory.peak / GIB, "auc": auc,
+            "stage_peak_gib": {name: value / GIB for name, value in memory.peaks.items()}}
+
+
+# ---------------------------------------------------------------------------------------
+# The floor: the same statistics and transform done by the libraries directly.
+
+def _floor(csv_path: str, work: pathlib.Path) -> None:
+    """Runs in a child process; prints progress lines in the runner's format."""
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import apache_beam as beam
+    import tensorflow_data_validation as tfdv
+    import tensorflow_transform.beam as tft_beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
+    from tfx_bsl.public import tfxio
+
+    from models.preprocessing import preprocessing_fn
+
+    # The pipeline's in_memory profile: one process, no worker start-up.
+    options = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    work.mkdir(parents=True, exist_ok=True)
+
+    print("[1/2] floor_statistics ...", flush=True)
+    started = time.monotonic()
+    tfdv.generate_statistics_from_csv(csv_path, output_path=str(work / "stats.tfrecord"),
+                                      pipeline_options=PipelineOptions(options))
+    print(f"[1/2] floor_statistics done in {time.monotonic() - started:.2f} s", flush=True)
+
+    print("[2/2] floor_transform ...", flush=True)
+    started = time.monotonic()
+    schema = tfdv.load_schema_text(str(REPO / "schema" / "schema.pbtxt"))
+    header = pathlib.Path(csv_path).open().readline().strip().split(",")
+    source = tfxio.CsvTFXIO(csv_path, column_names=header, schema=schema, skip_header_lines=1,
+                            telemetry_descriptors=["scaling_benchmark"])
+    with beam.Pipeline(options=PipelineOptions(options)) as pipeline:
+        with tft_beam.Context(temp_dir=str(work / "tft_tmp"), force_tf_compat_v1=True):
+            raw = pipeline | "ReadCsv" >> source.BeamSource()
+            (transformed, transformed_metadata), transform_fn = (
+                (raw, source.TensorAdapterConfig())
+                | tft_beam.AnalyzeAndTransformDataset(preprocessing_fn, output_record_batches=True))
+            _ = transform_fn | tft_beam.WriteTransformFn(str(work / "transform_fn"))
+
+            def encode(batch_and_unary, transformed_schema):
+                return RecordBatchToExamplesEncoder(transformed_schema).encode(batch_and_unary[0])
+
+            # Written like Transform's transformed_examples: gzipped TFRecords of tf.Example.
+            _ = (transformed
+                 | "Encode" >> beam.FlatMap(encode, beam.pvalue.AsSingleton(
+                     transformed_metadata.deferred_metadata | beam.Map(lambda metadata: metadata.schema)))
+                 | "Write" >> beam.io.WriteToTFRecord(str(work / "transformed" / "part"), file_name_suffix=".gz"))
+    print(f"[2/2] floor_transform done in {time.monotonic() - started:.2f} s", flush=True)
+
+
+# ---------------------------------------------------------------------------------------
+# Summaries.
+
+def exponents(points: list[tuple[int, float]]) -> dict[str, float]:
+    """Log-log slopes of time against rows between consecutive sizes, and fitted over all."""
+    points = sorted((rows, seconds) for rows, seconds in points if seconds > 0)
+    result = {}
+    for (n1, t1), (n2, t2) in zip(points, points[1:]):
+        result[f"{n1:g}->{n2:g}"] = math.log(t2 / t1) / math.log(n2 / n1)
+    if len(points) >= 3:
+        xs = [math.log(n) for n, _ in points]
+        ys = [math.log(t) for _, t in points]
+        mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+        result["fit"] = (sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys))
+                         / sum((x - mean_x) ** 2 for x in xs))
+    return result
+
+
+def stage_times(run: dict) -> dict[str, float]:
+    times = {name: run["stages"].get(name, 0.0) for name in DATA_STAGES + MODEL_STAGES}
+    times["data stages"] = sum(run["stages"].get(name, 0.0) for name in DATA_STAGES)
+    return times
+
+
+def summarise(results: dict) -> dict:
+    """Exponents per profile and stage, and pipeline / floor ratios per size and profile."""
+    summary: dict = {"exponents": {}, "floor_ratios": {}}
+    floors = {int(rows): entry for rows, entry in results["floor"].items()}
+    for profile, runs in results["pipeline"].items():
+        per_stage: dict[str, list] = {}
+        for rows, run in runs.items():
+            for name, seconds in stage_times(run).items():
+                per_stage.setdefault(name, []).append((int(rows), seconds))
+        summary["exponents"][profile] = {name: exponents(points) for name, points in per_stage.items()}
+        for rows, run in runs.items():
+            floor = floors.get(int(rows))
+            if not floor:
+                continue
+            times = stage_times(run)
+            floor_total = sum(floor["stages"][name] for name in FLOOR_STAGES)
+            ratios = {"data stages / floor": times["data stages"] / floor_total}
+            for stage, floor_stage in FLOOR_OF.items():
+                ratios[f"{stage} / {floor_stage}"] = times[stage] / floor["stages"][floor_stage]
+            summary["floor_ratios"].setdefault(profile, {})[str(rows)] = ratios
+    floor_points = {name: [(int(rows), entry["stages"][name]) for rows, entry in results["floor"].items()]
+                    for name in FLOOR_STAGES}
+    summary["exponents"]["floor"] = {name: exponents(points) for name, points in floor_points.items()}
+    return summary
+
+
+def print_report(results: dict, summary: dict) -> None:
+    print("\n=== Per stage: wall time, rows/s, peak memory (RSS of the whole process tree) ===")
+    print(f"{'profile':17s} {'rows':>9s} {'stage':18s} {'time s':>8s} {'rows/s':>10s} {'peak GiB':>9s}")
+    for profile, runs in results["pipeline"].items():
+        for rows, run in sorted(runs.items(), key=lambda item: int(item[0])):
+            n = int(rows)
+            for name, seconds in stage_times(run).items():
+                peak = run["stage_peak_gib"].get(name) if name != "data stages" else None
+                print(f"{profile:17s} {n:>9,d} {name:18s} {seconds:8.1f} {n / seconds if seconds else 0:>10,.0f} "
+                      f"{peak if peak is not None else float('nan'):9.2f}")
+            print(f"{profile:17s} {n:>9,d} {'whole run':18s} {run['wall_s']:8.1f} {'':>10s} {run['peak_gib']:9.2f}"
+                  f"   AUC {run['auc'] if run['auc'] is not None else float('nan'):.4f}")
+    for rows, floor in sorted(results["floor"].items(), key=lambda item: int(item[0])):
+        n = int(rows)
+        for name in FLOOR_STAGES:
+            seconds = floor["stages"][name]
+            print(f"{'floor (1 process)':17s} {n:>9,d} {name:18s} {seconds:8.1f} {n / seconds:>10,.0f} "
+                  f"{floor['stage_peak_gib'].get(name, float('nan')):9.2f}")
+
+    print("\n=== Scaling exponent of time against rows (1.0 = linear) ===")
+    for profile, stages in summary["exponents"].items():
+        for name, slopes in stages.items():
+            if slopes:
+                print(f"{profile:17s} {name:18s} " + ", ".join(f"{k}: {v:.2f}" for k, v in slopes.items()))
+
+    print("\n=== Pipeline / floor (same CSV, same run) ===")
+    for profile, per_size in summary["floor_ratios"].items():
+        for rows, ratios in sorted(per_size.items(), key=lambda item: int(item[0])):
+            print(f"{profile:17s} {int(rows):>9,d} " + ", ".join(f"{k} = {v:.2f}" for k, v in ratios.items()))
+
+    checks = []
+    largest = max((int(rows) for runs in results["pipeline"].values() for rows in runs), default=0)
+    for profile, stages in summary["exponents"].items():
+        if profile == "floor":
+            continue
+        slope = next((value for key, value in stages.get("data stages", {}).items() if key.endswith(f"->{largest:g}")),
+                     None)
+        if slope is not None and largest >= 10 ** 6:
+            checks.append(f"{profile}: data-stage exponent up to {largest:g} = {slope:.2f} "
+                          f"(target <= {TARGET_EXPONENT}: {'met' if slope <= TARGET_EXPONENT else 'NOT met'})")
+    for profile, runs in results["pipeline"].items():
+        if str(largest) in runs and largest >= 10 ** 6:
+            peak = runs[str(largest)]["peak_gib"]
+            checks.append(f"{profile}: peak memory at {largest:,} rows = {peak:.2f} GiB (target <= "
+                          f"{MEMORY_LIMIT_GIB:g}: {'met' if peak <= MEMORY_LIMIT_GIB else 'NOT met'})")
+            ratio = summary["floor_ratios"].get(profile, {}).get(str(largest), {}).get("data stages / floor")
+            if ratio is not None:
+                checks.append(f"{profile}: data stages / floor at {largest:,} rows = {ratio:.2f} (target <= "
+                              f"{TARGET_FLOOR_RATIO:g}: {'met' if ratio <= TARGET_FLOOR_RATIO else 'NOT met'})")
+    if checks:
+        print("\n=== Targets ===\n" + "\n".join(checks))
+
+
+def plot(results: dict, path: pathlib.Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(9, 6))
+    styles = {"in_memory": "-", "multi_processing": "--"}
+    for profile, runs in results["pipeline"].items():
+        sizes = sorted(int(rows) for rows in runs)
+        for index, name in enumerate(DATA_STAGES + MODEL_STAGES):
+            axes.plot(sizes, [max(runs[str(n)]["stages"].get(name, 0.0), 1e-2) for n in sizes],
+                      styles.get(profile, ":"), marker="o", color=f"C{index}", label=f"{name} ({profile})")
+    floor_sizes = sorted(int(rows) for rows in results["floor"])
+    for index, name in enumerate(FLOOR_STAGES):
+        axes.plot(floor_sizes, [results["floor"][str(n)]["stages"][name] for n in floor_sizes], ":", marker="s",
+                  color="black" if index == 0 else "grey", label=f"{name} (tfdv / tft_beam, 1 process)")
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel("rows")
+    axes.set_ylabel("wall time (s)")
+    axes.set_title("Pipeline stage time against rows (2 cores)")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=7, ncol=2)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1e4,1e5,1e6",
+                        help="rows per run, comma-separated (default 1e4,1e5,1e6)")
+    parser.add_argument("--profiles", default="in_memory,multi_processing",
+                        help="Beam profiles to run the pipeline with (default in_memory,multi_processing)")
+    parser.add_argument("--skip", default="", metavar="PROFILE:ROWS,...",
+                        help="pipeline runs to leave out, e.g. multi_processing:1e4")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="beam_workers for multi_processing (default 0: one per core)")
+    parser.add_argument("--train-steps", type=int, default=1000, help="Trainer steps, fixed for every size")
+    parser.add_argument("--eval-steps", type=int, default=150, help="Trainer eval steps")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic spans")
+    parser.add_argument("--work", type=pathlib.Path, default=None,
+                        help="folder for spans, outputs and logs (default: a temporary folder, removed at the end)")
+    parser.add_argument("--json", type=pathlib.Path, default=REPO / "benchmarks" / "results" / "scaling.json",
+                        help="where to write the results")
+    parser.add_argument("--plot", type=pathlib.Path, default=REPO / "benchmarks" / "results" / "scaling.png",
+                        help="where to write the plot (time against rows per stage)")
+    parser.add_argument("--no-floor", action="store_true", help="skip the floor (no ratios)")
+    parser.add_argument("--floor-only", nargs=2, metavar=("CSV", "WORK"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.floor_only:
+        _floor(args.floor_only[0], pathlib.Path(args.floor_only[1]))
+        return
+
+    from pipeline import synthetic
+
+    sizes = sorted({int(float(text)) for text in args.sizes.split(",") if text.strip()})
+    profiles = [name.strip() for name in args.profiles.split(",") if name.strip()]
+    skip = {(name, int(float(rows))) for name, _, rows in
+            (item.strip().partition(":") for item in args.skip.split(",") if item.strip())}
+    work = args.work or pathlib.Path(tempfile.mkdtemp(prefix="scaling-benchmark-"))
+    work.mkdir(parents=True, exist_ok=True)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    results: dict = {"settings": {"sizes": sizes, "profiles": profiles, "workers": args.workers,
+                                  "train_steps": args.train_steps, "eval_steps": args.eval_steps,
+                                  "seed": args.seed, "cpus": os.cpu_count(),
+                                  "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())},
+                     "generate_s": {}, "floor": {}, "pipeline": {}}
+
+    def save() -> None:
+        results["summary"] = summarise(results)
+        args.json.write_text(json.dumps(results, indent=1))
+
+    try:
+        for rows in sizes:
+            data_root = work / f"rows-{rows}"
+            print(f"\n##### {rows:,} rows", flush=True)
+            started = time.monotonic()
+            shutil.rmtree(data_root, ignore_errors=True)
+            csv_path = synthetic.write_spans(data_root, rows, seed=args.seed, progress=sys.stdout)[0]
+            results["generate_s"][str(rows)] = time.monotonic() - started
+            if not args.no_floor:
+                floor = run_measured([sys.executable, __file__, "--floor-only", str(csv_path),
+                                      str(work / f"floor-{rows}")], work / f"floor-{rows}.log",
+                                     f"floor, {rows:,} rows")
+                results["floor"][str(rows)] = floor
+                save()
+            for profile in profiles:
+                if (profile, rows) in skip:
+                    continue
+                output_root = work / f"out-{profile}-{rows}"
+                shutil.rmtree(output_root, ignore_errors=True)
+                command = [sys.executable, "-m", "pipeline", "run",
+                           "--set", f"data_root={data_root}", "--set", f"output_root={output_root}",
+                           "--set", f"train_steps={args.train_steps}", "--set", f"eval_steps={args.eval_steps}",
+                           "--set", f"beam_profile={profile}", "--set", f"beam_workers={args.workers}",
+                           "--set", "enable_cache=false"]
+                run = run_measured(command, work / f"pipeline-{profile}-{rows}.log",
+                                   f"pipeline, {profile}, {rows:,} rows")
+                results["pipeline"].setdefault(profile, {})[str(rows)] = run
+                save()
+                # Artifacts of a finished size are not needed again; free the disk.
+                shutil.rmtree(output_root / "pipeline", ignore_errors=True)
+    finally:
+        if results["pipeline"] or results["floor"]:
+            save()
+            print_report(results, results["summary"])
+            plot(results, args.plot)
+            print(f"\nResults: {args.json}\nPlot: {args.plot}")
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
