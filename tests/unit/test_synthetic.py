@@ -142,3 +142,10 @@ def test_generate_command_writes_spans_and_reports_bad_options(tmp_path, capsys)
     assert cli.main(["generate", "--rows", "10", "--out", str(tmp_path), "--payment-mix", "Cash=2"]) == 2
     assert "between 0 and 1" in capsys.readouterr().err
 
+
+
+def test_a_category_with_a_comma_is_quoted(tmp_path):
+    path = synthetic.write_spans(tmp_path, rows=2000, seed=1, payment_mix={"Card, contactless": 0.5})[0]
+    frame = _read(path)
+    assert list(frame.columns) == synthetic.SourceData.load().header
+    assert abs((frame["payment_type"] == "Card, contactless").mean() - 0.5) < 0.05
