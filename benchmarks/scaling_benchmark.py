@@ -51,8 +51,12 @@ TARGET_EXPONENT, TARGET_FLOOR_RATIO, MEMORY_LIMIT_GIB = 1.1, 2.0, 24.0
 GIB = 1024 ** 3
 
 
-class TreeMemory(threading.Thread):
-    """Samples the RSS of a process and all its descendants; keeps the peak per stage."""
+class TreeMonitor(threading.Thread):
+    """Samples a process and all its descendants: peak RSS and CPU seconds per stage.
+
+    CPU seconds (user + system, Beam workers included) barely move when other jobs share
+    the cores, unlike wall time; the report gives both.
+    """
 
     def __init__(self, pid: int, interval: float = 0.2):
         super().__init__(daemon=True)
@@ -61,28 +65,37 @@ class TreeMemory(threading.Thread):
         self.interval = interval
         self.stage = "(start-up)"
         self.peaks: dict[str, int] = {}
+        self.cpu: dict[str, float] = {}
         self.peak = 0
+        self._seen_cpu: dict[tuple[int, float], float] = {}  # (pid, create time) -> CPU seconds so far
         self._stop_event = threading.Event()
 
-    def _sample(self) -> int:
+    def _sample(self) -> tuple[int, float]:
         import psutil
-        total = 0
+        rss, cpu = 0, 0.0
         try:
             processes = [self.root] + self.root.children(recursive=True)
         except psutil.Error:
-            return 0
+            return 0, 0.0
         for process in processes:
             try:
-                total += process.memory_info().rss
+                with process.oneshot():
+                    rss += process.memory_info().rss
+                    times = process.cpu_times()
+                    key = (process.pid, process.create_time())
             except psutil.Error:
-                pass  # a worker that just ended
-        return total
+                continue  # a worker that just ended
+            total = times.user + times.system
+            cpu += total - self._seen_cpu.get(key, 0.0)
+            self._seen_cpu[key] = total
+        return rss, cpu
 
     def run(self) -> None:
         while not self._stop_event.is_set():
-            rss = self._sample()
             stage = self.stage
+            rss, cpu = self._sample()
             self.peaks[stage] = max(self.peaks.get(stage, 0), rss)
+            self.cpu[stage] = self.cpu.get(stage, 0.0) + cpu
             self.peak = max(self.peak, rss)
             self._stop_event.wait(self.interval)
 
@@ -98,7 +111,7 @@ def run_measured(command: list[str], log_path: pathlib.Path, label: str) -> dict
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True,
                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        memory = TreeMemory(process.pid)
+        memory = TreeMonitor(process.pid)
         memory.start()
         stages: dict[str, float] = {}
         auc = None
@@ -122,7 +135,10 @@ def run_measured(command: list[str], log_path: pathlib.Path, label: str) -> dict
     print(f"    {seconds:.1f} s wall, peak memory {memory.peak / GIB:.2f} GiB" +
           (f", overall AUC {auc:.4f}" if auc is not None else ""), flush=True)
     return {"wall_s": seconds, "stages": stages, "peak_gib": memory.peak / GIB, "auc": auc,
-            "stage_peak_gib": {name: value / GIB for name, value in memory.peaks.items()}}
+            "stage_peak_gib": {name: value / GIB for name, value in memory.peaks.items()},
+            "stage_cpu_s": memory.cpu, "cpu_s": sum(memory.cpu.values()),
+            # Other jobs on the machine inflate wall times; this says how busy it was.
+            "load_average_1min": os.getloadavg()[0]}
 
 
 # ---------------------------------------------------------------------------------------
@@ -194,87 +210,106 @@ def exponents(points: list[tuple[int, float]]) -> dict[str, float]:
     return result
 
 
-def stage_times(run: dict) -> dict[str, float]:
-    times = {name: run["stages"].get(name, 0.0) for name in DATA_STAGES + MODEL_STAGES}
-    times["data stages"] = sum(run["stages"].get(name, 0.0) for name in DATA_STAGES)
+METRICS = {"wall": "wall time", "cpu": "CPU time (user + system, all processes)"}
+
+
+def stage_times(run: dict, metric: str = "wall", names=DATA_STAGES + MODEL_STAGES) -> dict[str, float]:
+    """Seconds per stage (wall as the runner reports it, or CPU as sampled), plus the data stages' sum."""
+    source = run["stages"] if metric == "wall" else run.get("stage_cpu_s", {})
+    times = {name: source.get(name, 0.0) for name in names}
+    if names != FLOOR_STAGES:
+        times["data stages"] = sum(source.get(name, 0.0) for name in DATA_STAGES)
     return times
 
 
 def summarise(results: dict) -> dict:
-    """Exponents per profile and stage, and pipeline / floor ratios per size and profile."""
+    """Exponents per profile and stage, and pipeline / floor ratios per size and profile, for wall and CPU."""
     summary: dict = {"exponents": {}, "floor_ratios": {}}
-    floors = {int(rows): entry for rows, entry in results["floor"].items()}
-    for profile, runs in results["pipeline"].items():
-        per_stage: dict[str, list] = {}
-        for rows, run in runs.items():
-            for name, seconds in stage_times(run).items():
-                per_stage.setdefault(name, []).append((int(rows), seconds))
-        summary["exponents"][profile] = {name: exponents(points) for name, points in per_stage.items()}
-        for rows, run in runs.items():
-            floor = floors.get(int(rows))
-            if not floor:
-                continue
-            times = stage_times(run)
-            floor_total = sum(floor["stages"][name] for name in FLOOR_STAGES)
-            ratios = {"data stages / floor": times["data stages"] / floor_total}
-            for stage, floor_stage in FLOOR_OF.items():
-                ratios[f"{stage} / {floor_stage}"] = times[stage] / floor["stages"][floor_stage]
-            summary["floor_ratios"].setdefault(profile, {})[str(rows)] = ratios
-    floor_points = {name: [(int(rows), entry["stages"][name]) for rows, entry in results["floor"].items()]
-                    for name in FLOOR_STAGES}
-    summary["exponents"]["floor"] = {name: exponents(points) for name, points in floor_points.items()}
+    for metric in METRICS:
+        exps, ratios_out = {}, {}
+        floors = {int(rows): stage_times(entry, metric, FLOOR_STAGES) for rows, entry in results["floor"].items()}
+        for profile, runs in results["pipeline"].items():
+            per_stage: dict[str, list] = {}
+            for rows, run in runs.items():
+                for name, seconds in stage_times(run, metric).items():
+                    per_stage.setdefault(name, []).append((int(rows), seconds))
+            exps[profile] = {name: exponents(points) for name, points in per_stage.items()}
+            for rows, run in runs.items():
+                floor = floors.get(int(rows))
+                if not floor or not all(floor.values()):
+                    continue
+                times = stage_times(run, metric)
+                ratios = {"data stages / floor": times["data stages"] / sum(floor.values())}
+                for stage, floor_stage in FLOOR_OF.items():
+                    ratios[f"{stage} / {floor_stage}"] = times[stage] / floor[floor_stage]
+                ratios_out.setdefault(profile, {})[str(rows)] = ratios
+        floor_points: dict[str, list] = {}
+        for rows, floor in floors.items():
+            for name, seconds in floor.items():
+                floor_points.setdefault(name, []).append((rows, seconds))
+        exps["floor"] = {name: exponents(points) for name, points in floor_points.items()}
+        summary["exponents"][metric], summary["floor_ratios"][metric] = exps, ratios_out
     return summary
 
 
+def _by_rows(mapping: dict) -> list:
+    return sorted(mapping.items(), key=lambda item: int(item[0]))
+
+
 def print_report(results: dict, summary: dict) -> None:
-    print("\n=== Per stage: wall time, rows/s, peak memory (RSS of the whole process tree) ===")
-    print(f"{'profile':17s} {'rows':>9s} {'stage':18s} {'time s':>8s} {'rows/s':>10s} {'peak GiB':>9s}")
+    nan = float("nan")
+    print("\n=== Per stage: wall time, CPU time, rows/s (wall), peak memory (RSS of the whole process tree) ===")
+    print(f"{'profile':17s} {'rows':>9s} {'stage':18s} {'wall s':>8s} {'CPU s':>8s} {'rows/s':>10s} {'peak GiB':>9s}")
     for profile, runs in results["pipeline"].items():
-        for rows, run in sorted(runs.items(), key=lambda item: int(item[0])):
-            n = int(rows)
+        for rows, run in _by_rows(runs):
+            n, cpu = int(rows), stage_times(run, "cpu")
             for name, seconds in stage_times(run).items():
-                peak = run["stage_peak_gib"].get(name) if name != "data stages" else None
-                print(f"{profile:17s} {n:>9,d} {name:18s} {seconds:8.1f} {n / seconds if seconds else 0:>10,.0f} "
-                      f"{peak if peak is not None else float('nan'):9.2f}")
-            print(f"{profile:17s} {n:>9,d} {'whole run':18s} {run['wall_s']:8.1f} {'':>10s} {run['peak_gib']:9.2f}"
-                  f"   AUC {run['auc'] if run['auc'] is not None else float('nan'):.4f}")
-    for rows, floor in sorted(results["floor"].items(), key=lambda item: int(item[0])):
-        n = int(rows)
-        for name in FLOOR_STAGES:
-            seconds = floor["stages"][name]
-            print(f"{'floor (1 process)':17s} {n:>9,d} {name:18s} {seconds:8.1f} {n / seconds:>10,.0f} "
-                  f"{floor['stage_peak_gib'].get(name, float('nan')):9.2f}")
+                peak = run["stage_peak_gib"].get(name, nan) if name != "data stages" else nan
+                print(f"{profile:17s} {n:>9,d} {name:18s} {seconds:8.1f} {cpu[name]:8.1f} "
+                      f"{n / seconds if seconds else 0:>10,.0f} {peak:9.2f}")
+            auc = run["auc"] if run["auc"] is not None else nan
+            load = run.get("load_average_1min", nan)
+            print(f"{profile:17s} {n:>9,d} {'whole run':18s} {run['wall_s']:8.1f} {run.get('cpu_s', nan):8.1f} "
+                  f"{'':>10s} {run['peak_gib']:9.2f}   AUC {auc:.4f}, load average {load:.1f}")
+    for rows, floor in _by_rows(results["floor"]):
+        n, cpu = int(rows), stage_times(floor, "cpu", FLOOR_STAGES)
+        for name, seconds in stage_times(floor, "wall", FLOOR_STAGES).items():
+            print(f"{'floor (1 process)':17s} {n:>9,d} {name:18s} {seconds:8.1f} {cpu[name]:8.1f} "
+                  f"{n / seconds:>10,.0f} {floor['stage_peak_gib'].get(name, nan):9.2f}")
 
-    print("\n=== Scaling exponent of time against rows (1.0 = linear) ===")
-    for profile, stages in summary["exponents"].items():
-        for name, slopes in stages.items():
-            if slopes:
-                print(f"{profile:17s} {name:18s} " + ", ".join(f"{k}: {v:.2f}" for k, v in slopes.items()))
-
-    print("\n=== Pipeline / floor (same CSV, same run) ===")
-    for profile, per_size in summary["floor_ratios"].items():
-        for rows, ratios in sorted(per_size.items(), key=lambda item: int(item[0])):
-            print(f"{profile:17s} {int(rows):>9,d} " + ", ".join(f"{k} = {v:.2f}" for k, v in ratios.items()))
+    for metric, label in METRICS.items():
+        print(f"\n=== Scaling exponent of {label} against rows (1.0 = linear) ===")
+        for profile, stages in summary["exponents"][metric].items():
+            for name, slopes in stages.items():
+                if slopes:
+                    print(f"{profile:17s} {name:18s} " + ", ".join(f"{k}: {v:.2f}" for k, v in slopes.items()))
+        print(f"\n=== Pipeline / floor, {label} (same CSV, same run) ===")
+        for profile, per_size in summary["floor_ratios"][metric].items():
+            for rows, ratios in _by_rows(per_size):
+                print(f"{profile:17s} {int(rows):>9,d} " + ", ".join(f"{k} = {v:.2f}" for k, v in ratios.items()))
 
     checks = []
     largest = max((int(rows) for runs in results["pipeline"].values() for rows in runs), default=0)
-    for profile, stages in summary["exponents"].items():
-        if profile == "floor":
-            continue
-        slope = next((value for key, value in stages.get("data stages", {}).items() if key.endswith(f"->{largest:g}")),
-                     None)
-        if slope is not None and largest >= 10 ** 6:
-            checks.append(f"{profile}: data-stage exponent up to {largest:g} = {slope:.2f} "
-                          f"(target <= {TARGET_EXPONENT}: {'met' if slope <= TARGET_EXPONENT else 'NOT met'})")
-    for profile, runs in results["pipeline"].items():
-        if str(largest) in runs and largest >= 10 ** 6:
+    if largest >= 10 ** 6:
+        for profile, runs in results["pipeline"].items():
+            for metric in METRICS:
+                slope = summary["exponents"][metric].get(profile, {}).get("data stages", {})
+                slope = next((value for key, value in slope.items() if key.endswith(f"->{largest:g}")), None)
+                if slope is not None:
+                    checks.append(f"{profile}: data-stage exponent ({metric}) up to {largest:g} = {slope:.2f} "
+                                  f"(target <= {TARGET_EXPONENT}: {'met' if slope <= TARGET_EXPONENT else 'NOT met'})")
+            if str(largest) not in runs:
+                continue
             peak = runs[str(largest)]["peak_gib"]
             checks.append(f"{profile}: peak memory at {largest:,} rows = {peak:.2f} GiB (target <= "
                           f"{MEMORY_LIMIT_GIB:g}: {'met' if peak <= MEMORY_LIMIT_GIB else 'NOT met'})")
-            ratio = summary["floor_ratios"].get(profile, {}).get(str(largest), {}).get("data stages / floor")
-            if ratio is not None:
-                checks.append(f"{profile}: data stages / floor at {largest:,} rows = {ratio:.2f} (target <= "
-                              f"{TARGET_FLOOR_RATIO:g}: {'met' if ratio <= TARGET_FLOOR_RATIO else 'NOT met'})")
+            for metric in METRICS:
+                ratio = summary["floor_ratios"][metric].get(profile, {}).get(str(largest), {}).get(
+                    "data stages / floor")
+                if ratio is not None:
+                    checks.append(f"{profile}: data stages / floor ({metric}) at {largest:,} rows = {ratio:.2f} "
+                                  f"(target <= {TARGET_FLOOR_RATIO:g}: "
+                                  f"{'met' if ratio <= TARGET_FLOOR_RATIO else 'NOT met'})")
     if checks:
         print("\n=== Targets ===\n" + "\n".join(checks))
 
