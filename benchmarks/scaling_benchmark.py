@@ -315,30 +315,36 @@ def print_report(results: dict, summary: dict) -> None:
 
 
 def plot(results: dict, path: pathlib.Path) -> None:
+    """Time against rows per stage, log-log: wall time left, CPU time right."""
     import matplotlib
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(9, 6))
+    figure, panels = plt.subplots(1, 2, figsize=(14, 6), sharey=True)
     styles = {"in_memory": "-", "multi_processing": "--"}
-    for profile, runs in results["pipeline"].items():
-        sizes = sorted(int(rows) for rows in runs)
-        for index, name in enumerate(DATA_STAGES + MODEL_STAGES):
-            axes.plot(sizes, [max(runs[str(n)]["stages"].get(name, 0.0), 1e-2) for n in sizes],
-                      styles.get(profile, ":"), marker="o", color=f"C{index}", label=f"{name} ({profile})")
-    floor_sizes = sorted(int(rows) for rows in results["floor"])
-    for index, name in enumerate(FLOOR_STAGES):
-        axes.plot(floor_sizes, [results["floor"][str(n)]["stages"][name] for n in floor_sizes], ":", marker="s",
-                  color="black" if index == 0 else "grey", label=f"{name} (tfdv / tft_beam, 1 process)")
-    axes.set_xscale("log")
-    axes.set_yscale("log")
-    axes.set_xlabel("rows")
-    axes.set_ylabel("wall time (s)")
-    axes.set_title("Pipeline stage time against rows (2 cores)")
-    axes.grid(True, which="both", alpha=0.3)
-    axes.legend(fontsize=7, ncol=2)
+    for axes, metric in zip(panels, METRICS):
+        for profile, runs in results["pipeline"].items():
+            sizes = sorted(int(rows) for rows in runs)
+            for index, name in enumerate(DATA_STAGES + MODEL_STAGES + ("data stages",)):
+                times = [stage_times(runs[str(n)], metric)[name] for n in sizes]
+                axes.plot(sizes, [max(value, 1e-2) for value in times], styles.get(profile, ":"), marker="o",
+                          color=f"C{index}", linewidth=2.5 if name == "data stages" else 1.2,
+                          label=f"{name} ({profile})")
+        floor_sizes = sorted(int(rows) for rows in results["floor"])
+        for index, name in enumerate(FLOOR_STAGES + ("floor total",)):
+            times = [stage_times(results["floor"][str(n)], metric, FLOOR_STAGES) for n in floor_sizes]
+            values = [sum(t.values()) if name == "floor total" else t[name] for t in times]
+            axes.plot(floor_sizes, values, ":", marker="s", color=("black", "grey", "black")[index],
+                      linewidth=2.5 if name == "floor total" else 1.2, label=f"{name} (tfdv / tft_beam, 1 process)")
+        axes.set_xscale("log")
+        axes.set_yscale("log")
+        axes.set_xlabel("rows")
+        axes.set_ylabel(f"{METRICS[metric]} (s)")
+        axes.set_title(f"{metric} time per stage against rows (2 cores)")
+        axes.grid(True, which="both", alpha=0.3)
+    panels[0].legend(fontsize=6.5, ncol=2)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=100)
     plt.close(figure)
 
 
@@ -362,10 +368,18 @@ def main() -> None:
     parser.add_argument("--plot", type=pathlib.Path, default=REPO / "benchmarks" / "results" / "scaling.png",
                         help="where to write the plot (time against rows per stage)")
     parser.add_argument("--no-floor", action="store_true", help="skip the floor (no ratios)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="print the report and redraw the plot from an earlier --json file, run nothing")
     parser.add_argument("--floor-only", nargs=2, metavar=("CSV", "WORK"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor_only:
         _floor(args.floor_only[0], pathlib.Path(args.floor_only[1]))
+        return
+    if args.report_only:
+        results = json.loads(args.json.read_text())
+        print_report(results, summarise(results))
+        plot(results, args.plot)
+        print(f"\nPlot: {args.plot}")
         return
 
     from pipeline import synthetic
