@@ -368,6 +368,9 @@ def main() -> None:
     parser.add_argument("--plot", type=pathlib.Path, default=REPO / "benchmarks" / "results" / "scaling.png",
                         help="where to write the plot (time against rows per stage)")
     parser.add_argument("--no-floor", action="store_true", help="skip the floor (no ratios)")
+    parser.add_argument("--resume", action="store_true",
+                        help="add to the results already in --json (e.g. a larger size measured later) instead of "
+                             "starting over; ratios stay within one run, exponents may span runs")
     parser.add_argument("--report-only", action="store_true",
                         help="print the report and redraw the plot from an earlier --json file, run nothing")
     parser.add_argument("--floor-only", nargs=2, metavar=("CSV", "WORK"), help=argparse.SUPPRESS)
@@ -396,6 +399,10 @@ def main() -> None:
                                   "seed": args.seed, "cpus": os.cpu_count(),
                                   "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())},
                      "generate_s": {}, "floor": {}, "pipeline": {}}
+    if args.resume and args.json.exists():
+        earlier = json.loads(args.json.read_text())
+        results.update({key: earlier[key] for key in ("generate_s", "floor", "pipeline")})
+        results["settings"]["earlier_runs"] = earlier["settings"].get("earlier_runs", []) + [earlier["settings"]]
 
     def save() -> None:
         results["summary"] = summarise(results)
