@@ -265,6 +265,9 @@ def print_report(results: dict, summary: dict) -> None:
             n, cpu = int(rows), stage_times(run, "cpu")
             for name, seconds in stage_times(run).items():
                 peak = run["stage_peak_gib"].get(name, nan) if name != "data stages" else nan
+                if run.get("stopped_before") and name not in run["stages"] and name != "data stages":
+                    print(f"{profile:17s} {n:>9,d} {name:18s} (not measured: {run['stopped_before']})")
+                    continue
                 print(f"{profile:17s} {n:>9,d} {name:18s} {seconds:8.1f} {cpu[name]:8.1f} "
                       f"{n / seconds if seconds else 0:>10,.0f} {peak:9.2f}")
             auc = run["auc"] if run["auc"] is not None else nan
@@ -326,8 +329,10 @@ def plot(results: dict, path: pathlib.Path) -> None:
         for profile, runs in results["pipeline"].items():
             sizes = sorted(int(rows) for rows in runs)
             for index, name in enumerate(DATA_STAGES + MODEL_STAGES + ("data stages",)):
-                times = [stage_times(runs[str(n)], metric)[name] for n in sizes]
-                axes.plot(sizes, [max(value, 1e-2) for value in times], styles.get(profile, ":"), marker="o",
+                # A stage a stopped run never reached has no point (not a zero).
+                points = [(n, stage_times(runs[str(n)], metric)[name]) for n in sizes]
+                points = [(n, value) for n, value in points if value > 0]
+                axes.plot([n for n, _ in points], [value for _, value in points], styles.get(profile, ":"), marker="o",
                           color=f"C{index}", linewidth=2.5 if name == "data stages" else 1.2,
                           label=f"{name} ({profile})")
         floor_sizes = sorted(int(rows) for rows in results["floor"])
