@@ -66,7 +66,7 @@ class TreeMonitor(threading.Thread):
         self.stage = "(start-up)"
         self.peaks: dict[str, int] = {}
         self.cpu: dict[str, float] = {}
-        self.peak = 0
+        self.peak = self.last = 0
         self._seen_cpu: dict[tuple[int, float], float] = {}  # (pid, create time) -> CPU seconds so far
         self._stop_event = threading.Event()
 
@@ -97,6 +97,7 @@ class TreeMonitor(threading.Thread):
             self.peaks[stage] = max(self.peaks.get(stage, 0), rss)
             self.cpu[stage] = self.cpu.get(stage, 0.0) + cpu
             self.peak = max(self.peak, rss)
+            self.last = rss
             self._stop_event.wait(self.interval)
 
     def stop(self) -> None:
@@ -123,6 +124,8 @@ def run_measured(command: list[str], log_path: pathlib.Path, label: str) -> dict
                 print(f"    {text}", flush=True)
             elif (match := STEP_END.match(text)):
                 stages[match.group(1)] = float(match.group(3))
+                # A stage shorter than the sampling interval gets the memory in use around it.
+                memory.peaks.setdefault(match.group(1), memory.last)
                 memory.stage = "(between stages)"
                 print(f"    {text}", flush=True)
             elif (match := OVERALL_AUC.match(line)):
