@@ -6,7 +6,7 @@ import sys
 import warnings
 
 import pipeline  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from pipeline import governance_cli
+from pipeline import governance_cli, synthetic
 from pipeline.config import PipelineConfig, load_config
 
 SETTINGS_HELP = "Settings: " + ", ".join(PipelineConfig.__dataclass_fields__)
@@ -52,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     schema_diff.add_argument("--span", type=int, help="span number (default: the newest span in data_root)")
     _add_config_options(schema_diff)
     governance_cli.add_commands(commands, _add_config_options)
+    synthetic.add_parser(commands)
     return parser
 
 
@@ -79,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     # versions at import; nothing a user of this command can act on.
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"google(\..*)?$")
     args = _parser().parse_args(argv)
+    if args.command == "generate":
+        return synthetic.run(args)
     try:
         config = load_config(args.config, args.set)
     except (ValueError, OSError) as error:
