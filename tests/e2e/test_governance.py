@@ -181,7 +181,10 @@ def test_rollback_makes_the_earlier_version_serve_under_the_stable_label(home):
 
 def test_model_card_and_evaluation_report_of_a_pushed_version(home):
     version = _versions(home)[0]
-    paths = _cli(home, "card", version).split()
+    # The written paths, one per line (other lines can reach stdout from loggers earlier tests set up).
+    output = _cli(home, "card", version)
+    paths = [line for line in output.splitlines() if line.endswith((".md", ".html"))]
+    assert len(paths) == 3, output
     card_md, card_html, report = (pathlib.Path(p) for p in paths)
     text = card_md.read_text()
     assert "span-1 under" in text and '"learning_rate"' in text
