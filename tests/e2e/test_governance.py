@@ -23,8 +23,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 # Small data (about 500 evaluation examples a run), so the floor gates slices with 20
 # examples of each class: the company slices below and the credit-card trips.
-SETTINGS = ["train_steps=150", "eval_steps=10", "min_slice_auc=0.5", "min_slice_examples=20",
-            "max_auc_drop=0.02"]
+# Lenient usual thresholds: with 150 training steps on 1,500 rows a retrained candidate
+# moves by a few hundredths of AUC from run to run (credit-card trips measured 0.50 to
+# 0.63, the overall change -0.03 to +0.01); only the raised floor below must decide.
+SETTINGS = ["train_steps=150", "eval_steps=10", "min_slice_auc=0.3", "min_slice_examples=20",
+            "max_auc_drop=0.1"]
 # Between the AUC within credit-card trips (0.56-0.63 here) and the overall AUC (above 0.9).
 RAISED_FLOOR = 0.75
 
