@@ -14,11 +14,11 @@ from typing import TypedDict
 
 import pandas as pd
 import tensorflow as tf
-from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx.dsl.component.experimental.annotations import Parameter
 from tfx.dsl.component.experimental.decorators import component
 
+from pipeline.span_statistics import load_schema
 from pipeline.spans import span_files, spans_to_read
 
 NUMERIC_TYPES = {schema_pb2.INT: "an integer", schema_pb2.FLOAT: "a number"}
@@ -126,7 +126,5 @@ def CsvCheck(data_root: Parameter[str], spans: Parameter[str], schema_path: Para
              data_fingerprint: Parameter[str]) -> CsvCheckResult:
     """`spans` is the run's spans setting; `data_fingerprint` only makes changed files a new input."""
     del data_fingerprint
-    schema = schema_pb2.Schema()
-    text_format.Parse(tf.io.gfile.GFile(schema_path).read(), schema)
-    rows = check_spans(data_root, spans_to_read(data_root, spans), schema)
+    rows = check_spans(data_root, spans_to_read(data_root, spans), load_schema(schema_path))
     return {"rows": sum(rows.values())}
