@@ -14,7 +14,7 @@ from pipeline import metadata
 from pipeline.airflow_runner import airflow_environment, build_dag, run_with_airflow
 from pipeline.config import load_config, to_toml
 from pipeline.pipeline import create_pipeline
-from tests.conftest import shipped_lines, write_span
+from tests.conftest import SMALL_RUN_SETTINGS, shipped_lines, write_span
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -35,7 +35,7 @@ def home(tmp_path_factory) -> pathlib.Path:
 
 def _config(home: pathlib.Path, *extra: str):
     return load_config(None, [f"data_root={home / 'data'}", f"output_root={home / 'out'}",
-                              "train_steps=150", "eval_steps=10", *extra])
+                              *SMALL_RUN_SETTINGS, *extra])
 
 
 def _versions(home: pathlib.Path) -> list[str]:

@@ -19,7 +19,7 @@ import pytest
 from pipeline import metadata
 from pipeline.config import load_config
 from pipeline.local_runner import run_local
-from tests.conftest import write_span
+from tests.conftest import SMALL_RUN_SETTINGS, write_span
 from tests.data_cases import drifted, edit_column, rows, without_column
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -39,7 +39,7 @@ def home(tmp_path_factory) -> pathlib.Path:
 
 def _run(home: pathlib.Path, *extra: str):
     config = load_config(None, [f"data_root={home / 'data'}", f"output_root={home / 'out'}", "spans=latest",
-                                "train_steps=150", "eval_steps=10", *extra])
+                                *SMALL_RUN_SETTINGS, *extra])
     out = io.StringIO()
     return run_local(config, out=out), out.getvalue()
 

@@ -16,12 +16,10 @@ from pipeline import metadata
 from pipeline.config import load_config
 from pipeline.local_runner import run_local
 from serving.examples import read_csv_rows
-from tests.conftest import shipped_lines, write_span
+from tests.conftest import SMALL_RUN_SETTINGS, shipped_lines, write_span
 from tests.signature_checks import predict_both_ways
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
-
-TRAIN_STEPS, EVAL_STEPS = 150, 10
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +32,7 @@ def home(tmp_path_factory) -> pathlib.Path:
 
 def _config(home: pathlib.Path, *extra: str):
     return load_config(None, [f"data_root={home / 'data'}", f"output_root={home / 'out'}", "spans=latest",
-                              f"train_steps={TRAIN_STEPS}", f"eval_steps={EVAL_STEPS}", *extra])
+                              *SMALL_RUN_SETTINGS, *extra])
 
 
 def _run(home: pathlib.Path, *extra: str):
