@@ -54,9 +54,9 @@ class _Batch:
 class Batcher:
     """Joins concurrent calls for the same function into batches.
 
-    `submit` only queues a call and returns a future, so the REST event loop awaits it
-    without a thread per waiting request (with one, batches could not outgrow the loop's
-    executor); gRPC's worker threads call `run`, which waits. `num_batch_threads` workers
+    `submit` only queues a call and returns a future, so the server's event loop awaits it
+    without a thread per waiting request (with one, batches could not outgrow a thread
+    pool); `run` waits for the answer, for callers on threads. `num_batch_threads` workers
     each take the next batch that is full or whose first request has waited
     batch_timeout_micros. While every worker is busy the open batch keeps filling, so
     batches grow with the load instead of queueing up half empty.

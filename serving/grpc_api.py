@@ -26,7 +26,12 @@ STATE_NUMBERS = {"UNKNOWN": 0, "START": 10, "LOADING": 20, "AVAILABLE": 30, "UNL
 
 
 def _abort(context: grpc.ServicerContext, error: ServingError):
+    """For the handlers that run on the server's thread pool."""
     context.abort(error.code, error.message[:1024])
+
+
+async def _abort_on_loop(context: grpc.aio.ServicerContext, error: ServingError):
+    await context.abort(error.code, error.message[:1024])
 
 
 def _store(models: dict[str, ModelStore], spec) -> ModelStore:
@@ -43,26 +48,30 @@ def _version_and_label(spec) -> tuple[int | None, str | None]:
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """Predict, Classify and Regress are coroutines on the server's asyncio loop: a waiting
+    request costs no thread, so under load many of them join one batch (the thread-per-call
+    server managed half the throughput). GetModelMetadata runs on the server's thread pool."""
+
     def __init__(self, models: dict[str, ModelStore], metrics: ServerMetrics | None = None,
                  request_log: RequestLog | None = None, batcher: Batcher | None = None):
         self.models, self.metrics, self.request_log = models, metrics or ServerMetrics(), request_log
-        self.run_signature = batcher.run if batcher else signature_calls.run
+        self.batcher = batcher
 
-    def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:
+    async def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:
         with self.metrics.request(request.model_spec.name, "predict", "GRPC") as info:
             try:
-                return self._predict(request, info)
+                return await self._predict(request, info)
             except ServingError as error:
                 info["status"] = error.code.name
-                _abort(context, error)
+                await _abort_on_loop(context, error)
 
-    def _predict(self, request: predict_pb2.PredictRequest, info: dict) -> predict_pb2.PredictResponse:
+    async def _predict(self, request: predict_pb2.PredictRequest, info: dict) -> predict_pb2.PredictResponse:
         store = _store(self.models, request.model_spec)
         version, model = store.resolve(*_version_and_label(request.model_spec))
         info["version"] = str(version)
         name, function = signature_calls.signature(model, request.model_spec.signature_name, rest=False)
         inputs = {key: to_ndarray(proto) for key, proto in request.inputs.items()}
-        outputs = self.run_signature(function, inputs)
+        outputs = await signature_calls.run_on_loop(function, inputs, self.batcher)
         if self.request_log:
             self.request_log.record(store.name, version, name, inputs, outputs)
         wanted = list(request.output_filter) or list(outputs)
@@ -77,16 +86,17 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             response.outputs[alias].CopyFrom(to_tensor_proto(outputs[alias]))
         return response
 
-    def Classify(self, request: classification_pb2.ClassificationRequest,
-                 context) -> classification_pb2.ClassificationResponse:
-        return self._classify_or_regress(request, context, classify_regress.CLASSIFY,
-                                         classification_pb2.ClassificationResponse())
+    async def Classify(self, request: classification_pb2.ClassificationRequest,
+                       context) -> classification_pb2.ClassificationResponse:
+        return await self._classify_or_regress(request, context, classify_regress.CLASSIFY,
+                                               classification_pb2.ClassificationResponse())
 
-    def Regress(self, request: regression_pb2.RegressionRequest, context) -> regression_pb2.RegressionResponse:
-        return self._classify_or_regress(request, context, classify_regress.REGRESS,
-                                         regression_pb2.RegressionResponse())
+    async def Regress(self, request: regression_pb2.RegressionRequest,
+                      context) -> regression_pb2.RegressionResponse:
+        return await self._classify_or_regress(request, context, classify_regress.REGRESS,
+                                               regression_pb2.RegressionResponse())
 
-    def _classify_or_regress(self, request, context, method: str, response):
+    async def _classify_or_regress(self, request, context, method: str, response):
         with self.metrics.request(request.model_spec.name, method, "GRPC") as info:
             try:
                 store = _store(self.models, request.model_spec)
@@ -95,11 +105,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 info["version"] = str(version)
                 name, inputs = classify_regress.prepare(signature_defs, request.model_spec.signature_name, method,
                                                         request.input)
-                outputs = self.run_signature(model.signatures[name], inputs)
+                outputs = await signature_calls.run_on_loop(model.signatures[name], inputs, self.batcher)
                 result = classify_regress.result(method, outputs, len(inputs[classify_regress.INPUTS]))
             except ServingError as error:
                 info["status"] = error.code.name
-                _abort(context, error)
+                await _abort_on_loop(context, error)
         response.model_spec.name, response.model_spec.signature_name = store.name, name
         response.model_spec.version.value = version
         response.result.CopyFrom(result)

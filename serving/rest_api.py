@@ -2,7 +2,6 @@
 classify and regress."""
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import urllib.parse
@@ -103,13 +102,6 @@ class RestApi:
         return _json({"model_spec": {"name": store.name, "signature_name": "", "version": str(version)},
                       "metadata": {"signature_def": {"signature_def": signatures}}})
 
-    async def _run_signature(self, function, inputs: dict) -> dict:
-        if self.batcher:
-            # Queued without a thread: many waiting requests can join one batch.
-            return await asyncio.wrap_future(self.batcher.submit(function, inputs))
-        # Model calls hold the GIL for little of their time; a worker thread keeps the loop serving.
-        return await asyncio.get_running_loop().run_in_executor(None, signature_calls.run, function, inputs)
-
     async def _predict(self, match: re.Match, body: bytes) -> web.Response:
         with self.metrics.request(urllib.parse.unquote(match.group(1)), "predict", "REST") as info:
             try:
@@ -128,7 +120,7 @@ class RestApi:
         info["version"] = str(version)
         signature_name, function = signature_calls.signature(model, signature_name, rest=True)
         inputs, rows = signature_calls.json_inputs(request, list(signature_calls.input_specs(function)))
-        outputs = await self._run_signature(function, inputs)
+        outputs = await signature_calls.run_on_loop(function, inputs, self.batcher)
         if self.request_log:
             self.request_log.record(store.name, version, signature_name, inputs, outputs)
         return web.Response(text=json_output.dumps(signature_calls.json_response(outputs, rows)),
@@ -148,7 +140,7 @@ class RestApi:
                 version, model, signature_defs = store.resolve_with_signature_defs(*_version_and_label(match))
                 info["version"] = str(version)
                 name, inputs = classify_regress.prepare(signature_defs, signature_name, method, request_input)
-                outputs = await self._run_signature(model.signatures[name], inputs)
+                outputs = await signature_calls.run_on_loop(model.signatures[name], inputs, self.batcher)
                 result = classify_regress.result(method, outputs, len(inputs[classify_regress.INPUTS]))
             except ServingError as error:
                 info["status"] = error.code.name

@@ -56,7 +56,7 @@ class ModelServer:
         self.metrics, self.metrics_path = metrics or ServerMetrics(), metrics_path
         self.health = health.HealthServicer()
         self.grpc_port = self.rest_port = 0
-        self._grpc: grpc.Server | None = None
+        self._grpc: grpc.aio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -90,45 +90,48 @@ class ModelServer:
         self.health.set("", serving)
 
     def start(self, grpc_port: int = 0, rest_port: int = 0) -> "ModelServer":
+        """Both front ends on one asyncio loop in a thread of their own; rest_port < 0 leaves REST off."""
         for store in self.models.values():
             store.start()
-        self._grpc = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=16), options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
+        self._update_health()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="serving-loop", daemon=True)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start_front_ends(grpc_port, rest_port), self._loop).result(timeout=30)
+        return self
+
+    async def _start_front_ends(self, grpc_port: int, rest_port: int) -> None:
+        # Handlers that are not coroutines (metadata, model status and reload, health) run on
+        # the thread pool; prediction calls are coroutines on the loop.
+        self._grpc = grpc.aio.server(
+            migration_thread_pool=concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="grpc"),
+            options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionService(self.models, self.metrics, self.request_log, self.batcher), self._grpc)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
             ModelService(self.models, self.apply_config), self._grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
-        self._update_health()
         self.grpc_port = self._grpc.add_insecure_port(f"{self.host}:{grpc_port}")
-        self._grpc.start()
+        await self._grpc.start()
         if rest_port >= 0:
-            ready = threading.Event()
-            self._thread = threading.Thread(target=self._serve_rest, args=(rest_port, ready), daemon=True)
-            self._thread.start()
-            if not ready.wait(30):
-                raise RuntimeError("the REST server did not start within 30 s")
-        return self
+            self._runner = web.AppRunner(
+                RestApi(self.models, self.metrics, self.metrics_path, self.request_log, self.batcher).app(),
+                access_log=None)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, self.host, rest_port)
+            await site.start()
+            self.rest_port = site._server.sockets[0].getsockname()[1]
 
-    def _serve_rest(self, port: int, ready: threading.Event) -> None:
-        self._loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(self._loop)
-        self._runner = web.AppRunner(
-            RestApi(self.models, self.metrics, self.metrics_path, self.request_log, self.batcher).app(),
-            access_log=None)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, self.host, port)
-        self._loop.run_until_complete(site.start())
-        self.rest_port = site._server.sockets[0].getsockname()[1]
-        ready.set()
-        self._loop.run_forever()
+    async def _stop_front_ends(self) -> None:
+        if self._grpc:
+            await self._grpc.stop(grace=2)
+        if self._runner:
+            await self._runner.cleanup()
 
     def stop(self) -> None:
-        if self._grpc:
-            self._grpc.stop(grace=2).wait()
-        if self._loop and self._runner:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
+        if self._loop:
+            asyncio.run_coroutine_threadsafe(self._stop_front_ends(), self._loop).result(timeout=15)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
         for store in self.models.values():
