@@ -20,18 +20,23 @@ from tensorflow_serving.apis import classification_pb2, input_pb2, regression_pb
 
 from serving.errors import invalid
 from serving.json_output import format_float
-from serving.signature_calls import DEFAULT_SIGNATURE
+from serving.signature_calls import CLASSIFY_METHOD, DEFAULT_SIGNATURE, REGRESS_METHOD
 
 CLASSIFY, REGRESS = "classify", "regress"
 INPUTS, CLASSES, SCORES, OUTPUTS = "inputs", "classes", "scores", "outputs"
 
 
-def check_signature(signature_defs, name: str, method: str) -> str:
-    """The signature's name once it has the shape `method` needs; INVALID_ARGUMENT otherwise."""
+def check_signature(signature_defs, name: str, method: str, method_name_check: bool = False) -> str:
+    """The signature's name once it has the shape `method` needs (and, with
+    --enable_signature_method_name_check, its method_name); INVALID_ARGUMENT otherwise."""
     name = name or DEFAULT_SIGNATURE
     if name not in signature_defs:
         raise invalid(f"No signature was found with the name: {name}")
     definition = signature_defs[name]
+    if method_name_check:
+        wanted, kind = (CLASSIFY_METHOD, "classification") if method == CLASSIFY else (REGRESS_METHOD, "regression")
+        if definition.method_name != wanted:
+            raise invalid(f"Expected {kind} signature method_name to be {wanted}. Was: {definition.method_name}")
     if len(definition.inputs) != 1:
         raise invalid("Expected one input Tensor.")
     kind = "classification" if method == CLASSIFY else "regression"
@@ -106,10 +111,11 @@ def regression_result(outputs: dict[str, np.ndarray], count: int) -> regression_
     return result
 
 
-def prepare(signature_defs, signature_name: str, method: str,
-            request_input: input_pb2.Input) -> tuple[str, dict[str, np.ndarray]]:
+def prepare(signature_defs, signature_name: str, method: str, request_input: input_pb2.Input,
+            method_name_check: bool = False) -> tuple[str, dict[str, np.ndarray]]:
     """(signature name, its inputs) for one Classify or Regress request, once both are valid."""
-    return check_signature(signature_defs, signature_name, method), {INPUTS: serialized_examples(request_input)}
+    name = check_signature(signature_defs, signature_name, method, method_name_check)
+    return name, {INPUTS: serialized_examples(request_input)}
 
 
 def result(method: str, outputs: dict[str, np.ndarray], count: int):

@@ -1,7 +1,9 @@
 """Clients for any TF Serving endpoint (the real tensorflow_model_server or serving/server.py).
 
-Both send raw CSV rows (or feature dicts with the same keys) as serialized tf.Examples to
-the model's serving_default signature and return the tip probability per row.
+Both send raw CSV rows (or feature dicts with the same keys) as tf.Examples. `predict`
+calls serving_default and returns the tip probability per row; `classify` and `regress`
+call TF Serving's Classify and Regress APIs on the classification and regression
+signatures and return, per row, (class label, score) pairs or the regressed value.
 """
 from __future__ import annotations
 
@@ -15,9 +17,15 @@ from typing import Iterable, Sequence
 import grpc
 import numpy as np
 import urllib3
-from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.apis import (
+    classification_pb2,
+    model_pb2,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+    regression_pb2,
+)
 
-from models.signatures import OUTPUT_KEY
+from models.signatures import CLASSIFICATION_SIGNATURE, OUTPUT_KEY, REGRESSION_SIGNATURE
 from serving.examples import row_to_example
 from serving.tensor_protos import to_ndarray, to_tensor_proto
 
@@ -26,6 +34,26 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 def _serialized(rows: Iterable[dict[str, str]]) -> list[bytes]:
     return [row_to_example(row).SerializeToString() for row in rows]
+
+
+def _json_examples(rows: Iterable[dict[str, str]]) -> list[dict]:
+    """tf.Examples as the REST Classify/Regress APIs take them: ints stay ints (int64
+    features), floats stay floats, and bytes go as text or, when not UTF-8, {"b64": ...}."""
+    def text_or_b64(value: bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return {"b64": base64.b64encode(value).decode()}
+
+    examples = []
+    for row in rows:
+        example = {}
+        for name, feature in row_to_example(row).features.feature.items():
+            kind = feature.WhichOneof("kind")
+            values = list(getattr(feature, kind).value) if kind else []
+            example[name] = [text_or_b64(v) for v in values] if kind == "bytes_list" else values
+        examples.append(example)
+    return examples
 
 
 class GrpcClient:
@@ -40,23 +68,42 @@ class GrpcClient:
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)])
         self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
 
-    def predict(self, rows: Sequence[dict[str, str]]) -> np.ndarray:
-        request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(
-            name=self.model_name, signature_name="serving_default"))
+    def _spec(self, signature: str) -> model_pb2.ModelSpec:
+        spec = model_pb2.ModelSpec(name=self.model_name, signature_name=signature)
         if self.version is not None:
-            request.model_spec.version.value = self.version
+            spec.version.value = self.version
         elif self.version_label:
-            request.model_spec.version_label = self.version_label
-        request.inputs["examples"].CopyFrom(to_tensor_proto(np.array(_serialized(rows), dtype=object)))
+            spec.version_label = self.version_label
+        return spec
+
+    def _call(self, method, request):
         for attempt in range(self.retries + 1):
             try:
-                response = self.stub.Predict(request, timeout=self.timeout)
-                return to_ndarray(response.outputs[OUTPUT_KEY]).reshape(-1)
+                return method(request, timeout=self.timeout)
             except grpc.RpcError as error:
                 if error.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.retries:
                     raise
                 time.sleep(min(2.0, 0.1 * 2 ** attempt))
         raise AssertionError("unreachable")
+
+    def predict(self, rows: Sequence[dict[str, str]]) -> np.ndarray:
+        request = predict_pb2.PredictRequest(model_spec=self._spec("serving_default"))
+        request.inputs["examples"].CopyFrom(to_tensor_proto(np.array(_serialized(rows), dtype=object)))
+        response = self._call(self.stub.Predict, request)
+        return to_ndarray(response.outputs[OUTPUT_KEY]).reshape(-1)
+
+    def classify(self, rows: Sequence[dict[str, str]],
+                 signature: str = CLASSIFICATION_SIGNATURE) -> list[list[tuple[str, float]]]:
+        request = classification_pb2.ClassificationRequest(model_spec=self._spec(signature))
+        request.input.example_list.examples.extend(row_to_example(row) for row in rows)
+        result = self._call(self.stub.Classify, request).result
+        return [[(item.label, item.score) for item in classes.classes] for classes in result.classifications]
+
+    def regress(self, rows: Sequence[dict[str, str]], signature: str = REGRESSION_SIGNATURE) -> np.ndarray:
+        request = regression_pb2.RegressionRequest(model_spec=self._spec(signature))
+        request.input.example_list.examples.extend(row_to_example(row) for row in rows)
+        result = self._call(self.stub.Regress, request).result
+        return np.array([item.value for item in result.regressions], dtype=np.float32)
 
     def close(self) -> None:
         self.channel.close()
@@ -77,18 +124,32 @@ class RestClient:
         elif version_label:
             path += f"/labels/{urllib.parse.quote(version_label, safe='')}"
         base = urllib.parse.urlsplit(base_url)
-        self.path = base.path.rstrip("/") + path + ":predict"
+        self.path = base.path.rstrip("/") + path  # + ":predict", ":classify" or ":regress"
         self.url = f"{base.scheme}://{base.netloc}{self.path}"
         self.pool = urllib3.connection_from_url(f"{base.scheme}://{base.netloc}", maxsize=32,
                                                 timeout=urllib3.Timeout(total=timeout), retries=False)
 
-    def predict(self, rows: Sequence[dict[str, str]]) -> np.ndarray:
-        instances = [{"b64": base64.b64encode(example).decode()} for example in _serialized(rows)]
-        reply = self.pool.urlopen("POST", self.path, body=json.dumps({"instances": instances}),
+    def _post(self, verb: str, body: dict) -> dict:
+        reply = self.pool.urlopen("POST", f"{self.path}:{verb}", body=json.dumps(body),
                                   headers={"Content-Type": "application/json"})
         if reply.status != 200:
-            raise RuntimeError(f"{self.url} answered {reply.status}: {reply.data[:500].decode('utf-8', 'replace')}")
-        return np.array(json.loads(reply.data)["predictions"], dtype=np.float32).reshape(-1)
+            raise RuntimeError(f"{self.url}:{verb} answered {reply.status}: "
+                               f"{reply.data[:500].decode('utf-8', 'replace')}")
+        return json.loads(reply.data)
+
+    def predict(self, rows: Sequence[dict[str, str]]) -> np.ndarray:
+        instances = [{"b64": base64.b64encode(example).decode()} for example in _serialized(rows)]
+        reply = self._post("predict", {"instances": instances})
+        return np.array(reply["predictions"], dtype=np.float32).reshape(-1)
+
+    def classify(self, rows: Sequence[dict[str, str]],
+                 signature: str = CLASSIFICATION_SIGNATURE) -> list[list[tuple[str, float]]]:
+        reply = self._post("classify", {"signature_name": signature, "examples": _json_examples(rows)})
+        return [[(label, float(score)) for label, score in classes] for classes in reply["results"]]
+
+    def regress(self, rows: Sequence[dict[str, str]], signature: str = REGRESSION_SIGNATURE) -> np.ndarray:
+        reply = self._post("regress", {"signature_name": signature, "examples": _json_examples(rows)})
+        return np.array(reply["results"], dtype=np.float32)
 
     def close(self) -> None:
         self.pool.close()

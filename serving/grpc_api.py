@@ -53,9 +53,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     server managed half the throughput). GetModelMetadata runs on the server's thread pool."""
 
     def __init__(self, models: dict[str, ModelStore], metrics: ServerMetrics | None = None,
-                 request_log: RequestLog | None = None, batcher: Batcher | None = None):
+                 request_log: RequestLog | None = None, batcher: Batcher | None = None,
+                 method_name_check: bool = False):
         self.models, self.metrics, self.request_log = models, metrics or ServerMetrics(), request_log
-        self.batcher = batcher
+        self.batcher, self.method_name_check = batcher, method_name_check
 
     async def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:
         with self.metrics.request(request.model_spec.name, "predict", "GRPC") as info:
@@ -67,9 +68,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     async def _predict(self, request: predict_pb2.PredictRequest, info: dict) -> predict_pb2.PredictResponse:
         store = _store(self.models, request.model_spec)
-        version, model = store.resolve(*_version_and_label(request.model_spec))
+        version, model, signature_defs = store.resolve_with_signature_defs(*_version_and_label(request.model_spec))
         info["version"] = str(version)
         name, function = signature_calls.signature(model, request.model_spec.signature_name, rest=False)
+        if self.method_name_check:
+            signature_calls.check_predict_method_name(signature_defs[name])
         inputs = {key: to_ndarray(proto) for key, proto in request.inputs.items()}
         outputs = await signature_calls.run_on_loop(function, inputs, self.batcher)
         if self.request_log:
@@ -104,12 +107,14 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                     *_version_and_label(request.model_spec))
                 info["version"] = str(version)
                 name, inputs = classify_regress.prepare(signature_defs, request.model_spec.signature_name, method,
-                                                        request.input)
+                                                        request.input, self.method_name_check)
                 outputs = await signature_calls.run_on_loop(model.signatures[name], inputs, self.batcher)
                 result = classify_regress.result(method, outputs, len(inputs[classify_regress.INPUTS]))
             except ServingError as error:
                 info["status"] = error.code.name
                 await _abort_on_loop(context, error)
+        if self.request_log:
+            self.request_log.record_classify_or_regress(method, store.name, version, name, request.input, result)
         response.model_spec.name, response.model_spec.signature_name = store.name, name
         response.model_spec.version.value = version
         response.result.CopyFrom(result)

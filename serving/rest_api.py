@@ -42,10 +42,10 @@ def _version_and_label(match: re.Match) -> tuple[int | None, str | None]:
 class RestApi:
     def __init__(self, models: dict[str, ModelStore], metrics: ServerMetrics | None = None,
                  metrics_path: str | None = None, request_log: RequestLog | None = None,
-                 batcher: Batcher | None = None):
+                 batcher: Batcher | None = None, method_name_check: bool = False):
         self.models, self.metrics, self.metrics_path = models, metrics or ServerMetrics(), metrics_path
         self.request_log = request_log
-        self.batcher = batcher
+        self.batcher, self.method_name_check = batcher, method_name_check
 
     def app(self, max_body_bytes: int = 64 * 1024 * 1024) -> web.Application:
         app = web.Application(client_max_size=max_body_bytes)
@@ -116,9 +116,11 @@ class RestApi:
         signature_name = request.get("signature_name", signature_calls.DEFAULT_SIGNATURE)
         if not isinstance(signature_name, str):
             raise invalid("'signature_name' must be a string")
-        version, model = store.resolve(*_version_and_label(match))
+        version, model, signature_defs = store.resolve_with_signature_defs(*_version_and_label(match))
         info["version"] = str(version)
         signature_name, function = signature_calls.signature(model, signature_name, rest=True)
+        if self.method_name_check:
+            signature_calls.check_predict_method_name(signature_defs[signature_name])
         inputs, rows = signature_calls.json_inputs(request, list(signature_calls.input_specs(function)))
         outputs = await signature_calls.run_on_loop(function, inputs, self.batcher)
         if self.request_log:
@@ -139,12 +141,15 @@ class RestApi:
                 store = self._model(match.group(1))
                 version, model, signature_defs = store.resolve_with_signature_defs(*_version_and_label(match))
                 info["version"] = str(version)
-                name, inputs = classify_regress.prepare(signature_defs, signature_name, method, request_input)
+                name, inputs = classify_regress.prepare(signature_defs, signature_name, method, request_input,
+                                                        self.method_name_check)
                 outputs = await signature_calls.run_on_loop(model.signatures[name], inputs, self.batcher)
                 result = classify_regress.result(method, outputs, len(inputs[classify_regress.INPUTS]))
             except ServingError as error:
                 info["status"] = error.code.name
                 raise
+        if self.request_log:
+            self.request_log.record_classify_or_regress(method, store.name, version, name, request_input, result)
         text = (classify_regress.classification_json(result) if method == classify_regress.CLASSIFY
                 else classify_regress.regression_json(result))
         return web.Response(text=text, content_type="application/json")

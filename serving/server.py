@@ -51,8 +51,10 @@ class ModelServer:
 
     def __init__(self, models: dict[str, ModelStore], host: str = "127.0.0.1",
                  metrics: ServerMetrics | None = None, metrics_path: str | None = None,
-                 request_log: RequestLog | None = None, batcher: Batcher | None = None):
+                 request_log: RequestLog | None = None, batcher: Batcher | None = None,
+                 method_name_check: bool = False):
         self.models, self.host, self.request_log, self.batcher = models, host, request_log, batcher
+        self.method_name_check = method_name_check
         self.metrics, self.metrics_path = metrics or ServerMetrics(), metrics_path
         self.health = health.HealthServicer()
         self.grpc_port = self.rest_port = 0
@@ -108,7 +110,8 @@ class ModelServer:
             options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                      ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionService(self.models, self.metrics, self.request_log, self.batcher), self._grpc)
+            PredictionService(self.models, self.metrics, self.request_log, self.batcher, self.method_name_check),
+            self._grpc)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
             ModelService(self.models, self.apply_config), self._grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
@@ -116,7 +119,8 @@ class ModelServer:
         await self._grpc.start()
         if rest_port >= 0:
             self._runner = web.AppRunner(
-                RestApi(self.models, self.metrics, self.metrics_path, self.request_log, self.batcher).app(),
+                RestApi(self.models, self.metrics, self.metrics_path, self.request_log, self.batcher,
+                        self.method_name_check).app(),
                 access_log=None)
             await self._runner.setup()
             site = web.TCPSite(self._runner, self.host, rest_port)
@@ -155,6 +159,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--enable_batching", action="store_true", help="batch concurrent predict calls")
     parser.add_argument("--batching_parameters_file", help="text BatchingParameters (max_batch_size, "
                         "batch_timeout_micros, num_batch_threads); implies --enable_batching")
+    parser.add_argument("--enable_signature_method_name_check", action="store_true",
+                        help="serve a signature only through the API its method_name names (predict also "
+                        "serves classify and regress signatures), as tensorflow_model_server does")
     parser.add_argument("--request_log_file", help="TFRecord file of sampled PredictionLog records "
                         "(read by the training/serving skew check)")
     parser.add_argument("--request_log_sample_rate", type=float, default=1.0, help="share of requests logged")
@@ -204,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, ServingError) as error:
         print(f"serving: {error}", file=sys.stderr)
         return 2
-    server = ModelServer({}, args.host, ServerMetrics(), metrics_path, request_log, batcher)
+    server = ModelServer({}, args.host, ServerMetrics(), metrics_path, request_log, batcher,
+                         args.enable_signature_method_name_check)
     server.apply_config(entries, args.file_system_poll_wait_seconds)
     server.start(args.port, args.rest_api_port)
     log.info("serving %s: gRPC %s:%d, REST %s:%d", ", ".join(e.name for e in entries), args.host,

@@ -21,6 +21,9 @@ from serving.errors import ServingError, invalid
 from serving.json_output import FloatArray
 
 DEFAULT_SIGNATURE = "serving_default"
+PREDICT_METHOD = "tensorflow/serving/predict"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
 
 
 def signature(model, name: str, rest: bool):
@@ -30,6 +33,14 @@ def signature(model, name: str, rest: bool):
             raise invalid(f'Serving signature name: "{name}" not found in signature def')
         raise ServingError(grpc.StatusCode.FAILED_PRECONDITION, f"Serving signature key \"{name}\" not found.")
     return name, model.signatures[name]
+
+
+def check_predict_method_name(signature_def) -> None:
+    """--enable_signature_method_name_check: Predict serves predict, classify and regress signatures only."""
+    if signature_def.method_name not in (PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD):
+        allowed = ", ".join((PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD))
+        raise ServingError(grpc.StatusCode.INTERNAL, f"Expected prediction signature method_name to be one of "
+                           f"{{{allowed}}}. Was: {signature_def.method_name}")
 
 
 def input_specs(function) -> dict[str, tf.TensorSpec]:

@@ -2,7 +2,9 @@
 gRPC stubs, on loopback ports."""
 from __future__ import annotations
 
+import base64
 import json
+import re
 import shutil
 
 import grpc
@@ -181,3 +183,83 @@ def test_grpc_examples_of_the_wrong_type_are_refused(served):
     with pytest.raises(grpc.RpcError) as failure:
         stub.Regress(request, timeout=10)
     assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "fare" in failure.value.details()
+
+
+def test_clients_classify_and_regress_alike_over_grpc_and_rest(served, small_csv):
+    from serving.clients import GrpcClient, RestClient
+    server, _, _, expected = served
+    rows = list(read_csv_rows(str(small_csv)))[:8]
+    for client in (GrpcClient(f"127.0.0.1:{server.grpc_port}", NAME),
+                   RestClient(f"http://127.0.0.1:{server.rest_port}", NAME)):
+        try:
+            np.testing.assert_allclose(client.regress(rows), expected, atol=1e-6)
+            classes = client.classify(rows)
+            assert [[label for label, _ in row] for row in classes] == [["0", "1"]] * len(rows)
+            np.testing.assert_allclose([row[1][1] for row in classes], expected, atol=1e-6)
+        finally:
+            client.close()
+
+
+def test_client_cli_classifies_rows(served, small_csv, capsys):
+    from serving.client_cli import main
+    server, *_ = served
+    assert main([str(small_csv), "--grpc", f"127.0.0.1:{server.grpc_port}", "--limit", "2", "--api", "classify"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        scores = re.findall(r"class (\d) score ([\d.]+)", line)
+        assert [label for label, _ in scores] == ["0", "1"], line
+        assert sum(float(score) for _, score in scores) == pytest.approx(1, abs=2e-4), line
+
+
+def test_request_log_keeps_classify_and_regress_calls(tmp_path, exported_model_dir, small_csv):
+    from serving.clients import GrpcClient, RestClient
+    from serving.request_log import RequestLog, logged_examples, read_logs
+    base = tmp_path / NAME
+    shutil.copytree(exported_model_dir, base / "4")
+    log_path = tmp_path / "requests.tfrecord"
+    server = ModelServer({NAME: ModelStore(NAME, str(base), poll_seconds=0)},
+                         request_log=RequestLog(str(log_path))).start()
+    rows = list(read_csv_rows(str(small_csv)))[:5]
+    try:
+        GrpcClient(f"127.0.0.1:{server.grpc_port}", NAME).classify(rows[:2])
+        RestClient(f"http://127.0.0.1:{server.rest_port}", NAME).regress(rows[2:])
+    finally:
+        server.stop()
+    entries = list(read_logs(str(log_path)))
+    assert [entry.WhichOneof("log_type") for entry in entries] == ["classify_log", "regress_log"]
+    assert len(entries[0].classify_log.response.result.classifications) == 2
+    assert len(entries[1].regress_log.response.result.regressions) == 3
+    assert entries[1].regress_log.request.model_spec.version.value == 4
+    fares = [example.features.feature["fare"].float_list.value[0] for example in logged_examples(str(log_path))]
+    assert fares == pytest.approx([float(row["fare"]) for row in rows])
+
+
+def test_signature_method_name_check_serves_each_signature_through_its_own_api(tmp_path, exported_model_dir):
+    from models.signatures import _set_method_names
+    base = tmp_path / NAME
+    shutil.copytree(exported_model_dir, base / "5")
+    _set_method_names(str(base / "5"), {"transform_features": "custom/transform"})
+    server = ModelServer({NAME: ModelStore(NAME, str(base), poll_seconds=0)}, method_name_check=True).start()
+    examples = [row_to_example(row) for row in [{"fare": "10.5", "payment_type": "Cash"}]]
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            request = classification_pb2.ClassificationRequest(model_spec=_spec("classification"))
+            request.input.example_list.examples.extend(examples)
+            assert len(stub.Classify(request, timeout=10).result.classifications) == 1
+            request.model_spec.signature_name = "regression"  # a regress signature through Classify
+            with pytest.raises(grpc.RpcError) as failure:
+                stub.Classify(request, timeout=10)
+            assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert failure.value.details() == ("Expected classification signature method_name to be "
+                                               "tensorflow/serving/classify. Was: tensorflow/serving/regress")
+        serialized = {"b64": base64.b64encode(examples[0].SerializeToString()).decode()}
+        reply = _post(server, "predict", {"signature_name": "regression", "instances": [serialized]})
+        assert reply.status_code == 200, reply.text  # Predict serves classify and regress signatures too
+        reply = _post(server, "predict", {"signature_name": "transform_features", "instances": [serialized]})
+        assert reply.status_code == 500
+        assert reply.json()["error"].startswith("Expected prediction signature method_name to be one of {")
+        assert reply.json()["error"].endswith("Was: custom/transform")
+    finally:
+        server.stop()
