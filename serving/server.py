@@ -99,7 +99,11 @@ class ModelServer:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="serving-loop", daemon=True)
         self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start_front_ends(grpc_port, rest_port), self._loop).result(timeout=30)
+        try:
+            asyncio.run_coroutine_threadsafe(self._start_front_ends(grpc_port, rest_port), self._loop).result(timeout=30)
+        except BaseException:
+            self.stop()  # e.g. a port in use: nothing half-started stays behind
+            raise
         return self
 
     async def _start_front_ends(self, grpc_port: int, rest_port: int) -> None:
@@ -108,7 +112,10 @@ class ModelServer:
         self._grpc = grpc.aio.server(
             migration_thread_pool=concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="grpc"),
             options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
+                     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                     # gRPC shares a port with SO_REUSEPORT by default: a second server
+                     # started by mistake would silently take half the traffic.
+                     ("grpc.so_reuseport", 0)])
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionService(self.models, self.metrics, self.request_log, self.batcher, self.method_name_check),
             self._grpc)
@@ -214,7 +221,12 @@ def main(argv: list[str] | None = None) -> int:
     server = ModelServer({}, args.host, ServerMetrics(), metrics_path, request_log, batcher,
                          args.enable_signature_method_name_check)
     server.apply_config(entries, args.file_system_poll_wait_seconds)
-    server.start(args.port, args.rest_api_port)
+    try:
+        server.start(args.port, args.rest_api_port)
+    except (OSError, RuntimeError) as error:  # a port in use, most often
+        print(f"serving: cannot listen on gRPC port {args.port} and REST port {args.rest_api_port} of "
+              f"{args.host}: {error}; free them or pick others with --port / --rest_api_port", file=sys.stderr)
+        return 2
     log.info("serving %s: gRPC %s:%d, REST %s:%d", ", ".join(e.name for e in entries), args.host,
              server.grpc_port, args.host, server.rest_port)
     if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:

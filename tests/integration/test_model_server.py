@@ -329,3 +329,17 @@ def test_hot_reload_under_load_fails_no_request(served, exported_model_dir):
     client.close()
     assert failures == [] and answered[0] > 10
     assert _states(server)["20"] == "END"
+
+
+def test_server_command_on_a_port_in_use_says_so_and_exits(served):
+    server, base, *_ = served
+    import subprocess
+    import sys
+    result = subprocess.run(
+        [sys.executable, "-m", "serving.server", f"--model_name={NAME}", f"--model_base_path={base}",
+         f"--port={server.grpc_port}", "--rest_api_port=0", "--file_system_poll_wait_seconds=0"],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert f"cannot listen on gRPC port {server.grpc_port}" in result.stderr and "--port" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert requests.get(_url(server, f"/v1/models/{NAME}"), timeout=10).status_code == 200  # the first server serves on
