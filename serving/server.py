@@ -100,7 +100,8 @@ class ModelServer:
         self._thread = threading.Thread(target=self._loop.run_forever, name="serving-loop", daemon=True)
         self._thread.start()
         try:
-            asyncio.run_coroutine_threadsafe(self._start_front_ends(grpc_port, rest_port), self._loop).result(timeout=30)
+            starting = asyncio.run_coroutine_threadsafe(self._start_front_ends(grpc_port, rest_port), self._loop)
+            starting.result(timeout=30)
         except BaseException:
             self.stop()  # e.g. a port in use: nothing half-started stays behind
             raise
