@@ -6,10 +6,11 @@ libraries' whole statistics + transform floor. Here the same work is done a batc
 at a time in C++: pyarrow's CSV parser splits the lines into columns, Arrow casts turn the
 cells into numbers, and tfx_bsl's RecordBatchToExamplesEncoder writes the tf.Examples.
 
-The examples are the stock executor's, byte for byte (tests/integration/test_fast_csv_example_gen.py):
+The examples are the stock executor's (tests/integration/test_fast_csv_example_gen.py):
 the same feature names and kinds, an empty cell as a feature with an empty value list, a
-column with no value at all as a feature of no kind, and the same deterministic
-serialization, so the hash split sends every row to the same split as before.
+column with no value at all as a feature of no kind. They are written in the deterministic
+serialization the stock executor hashes for its train/eval split, so every row lands in
+the same split as before.
 
 Column types come from the schema packed into the component's custom_config
 (`schema_config`); columns it does not type are inferred as the stock executor does
@@ -17,11 +18,11 @@ Column types come from the schema packed into the component's custom_config
 no longer depends on the data: a FLOAT column whose cells happen to all be whole numbers
 stays FLOAT, where the stock executor would make it INT.
 
-Two differences from the stock executor, both for reading files in parallel: files are
-read with beam.io.ReadFromText, which splits large files between workers, so a quoted value
-may not span lines (it stops with an error saying so); and a value that Arrow reads
-differently from Python's int()/float() (whitespace, '+5', '1_000') is converted with
-Python for that batch and column, so the result stays the same, only slower.
+One difference, the price of reading files in parallel: beam.io.ReadFromText hands out
+single lines (and ranges of large files to different workers), so a quoted value may not
+span lines; CsvCheck and this executor stop on one with an error saying so. Where Arrow
+would read a cell differently from Python's int()/float() (whitespace, '+5', '1_000'),
+that batch's column is converted with Python: the same result, only slower.
 """
 from __future__ import annotations
 
