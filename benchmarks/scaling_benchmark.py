@@ -38,12 +38,18 @@ import time
 REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-# The data stages the targets are about, as LocalDagRunner names them.
-DATA_STAGES = ("CsvExampleGen", "StatisticsGen", "ExampleValidator", "Transform")
+# The data stages the targets are about, as LocalDagRunner names them: every node the
+# pipeline runs on the data before and including Transform.
+DATA_STAGES = ("CsvCheck", "ImportSchemaGen", "CsvExampleGen", "SpanStatisticsGen", "StatisticsGen",
+               "previous_span_resolver", "DriftSkewCheck", "ExampleValidator", "InferredSchemaGen",
+               "DataReportGen", "DataGate", "Transform")
+# The ones that take time at any size (the rest read or write a few small files).
+HEAVY_STAGES = ("CsvExampleGen", "SpanStatisticsGen", "StatisticsGen", "Transform")
 MODEL_STAGES = ("Trainer", "Evaluator")
 FLOOR_STAGES = ("floor_statistics", "floor_transform")
 # Which floor each pipeline stage is compared with.
-FLOOR_OF = {"StatisticsGen": "floor_statistics", "Transform": "floor_transform"}
+FLOOR_OF = {"StatisticsGen": "floor_statistics", "SpanStatisticsGen": "floor_statistics",
+            "Transform": "floor_transform"}
 STEP_START = re.compile(r"^\[\d+/\d+\] (\S+) \.\.\.$")
 STEP_END = re.compile(r"^\[\d+/\d+\] (\S+) (done|cached) in ([\d.]+) s$")
 OVERALL_AUC = re.compile(r"^\s*overall\s+AUC ([\d.]+)")
@@ -262,25 +268,25 @@ def _by_rows(mapping: dict) -> list:
 def print_report(results: dict, summary: dict) -> None:
     nan = float("nan")
     print("\n=== Per stage: wall time, CPU time, rows/s (wall), peak memory (RSS of the whole process tree) ===")
-    print(f"{'profile':17s} {'rows':>9s} {'stage':18s} {'wall s':>8s} {'CPU s':>8s} {'rows/s':>10s} {'peak GiB':>9s}")
+    print(f"{'profile':17s} {'rows':>9s} {'stage':22s} {'wall s':>8s} {'CPU s':>8s} {'rows/s':>10s} {'peak GiB':>9s}")
     for profile, runs in results["pipeline"].items():
         for rows, run in _by_rows(runs):
             n, cpu = int(rows), stage_times(run, "cpu")
             for name, seconds in stage_times(run).items():
                 peak = run["stage_peak_gib"].get(name, nan) if name != "data stages" else nan
                 if run.get("stopped_before") and name not in run["stages"] and name != "data stages":
-                    print(f"{profile:17s} {n:>9,d} {name:18s} (not measured: {run['stopped_before']})")
+                    print(f"{profile:17s} {n:>9,d} {name:22s} (not measured: {run['stopped_before']})")
                     continue
-                print(f"{profile:17s} {n:>9,d} {name:18s} {seconds:8.1f} {cpu[name]:8.1f} "
+                print(f"{profile:17s} {n:>9,d} {name:22s} {seconds:8.1f} {cpu[name]:8.1f} "
                       f"{n / seconds if seconds else 0:>10,.0f} {peak:9.2f}")
             auc = run["auc"] if run["auc"] is not None else nan
             load = run.get("load_average_1min", nan)
-            print(f"{profile:17s} {n:>9,d} {'whole run':18s} {run['wall_s']:8.1f} {run.get('cpu_s', nan):8.1f} "
+            print(f"{profile:17s} {n:>9,d} {'whole run':22s} {run['wall_s']:8.1f} {run.get('cpu_s', nan):8.1f} "
                   f"{'':>10s} {run['peak_gib']:9.2f}   AUC {auc:.4f}, load average {load:.1f}")
     for rows, floor in _by_rows(results["floor"]):
         n, cpu = int(rows), stage_times(floor, "cpu", FLOOR_STAGES)
         for name, seconds in stage_times(floor, "wall", FLOOR_STAGES).items():
-            print(f"{'floor (1 process)':17s} {n:>9,d} {name:18s} {seconds:8.1f} {cpu[name]:8.1f} "
+            print(f"{'floor (1 process)':17s} {n:>9,d} {name:22s} {seconds:8.1f} {cpu[name]:8.1f} "
                   f"{n / seconds:>10,.0f} {floor['stage_peak_gib'].get(name, nan):9.2f}")
 
     for metric, label in METRICS.items():
@@ -288,7 +294,7 @@ def print_report(results: dict, summary: dict) -> None:
         for profile, stages in summary["exponents"][metric].items():
             for name, slopes in stages.items():
                 if slopes:
-                    print(f"{profile:17s} {name:18s} " + ", ".join(f"{k}: {v:.2f}" for k, v in slopes.items()))
+                    print(f"{profile:17s} {name:22s} " + ", ".join(f"{k}: {v:.2f}" for k, v in slopes.items()))
         print(f"\n=== Pipeline / floor, {label} (same CSV, same run) ===")
         for profile, per_size in summary["floor_ratios"][metric].items():
             for rows, ratios in _by_rows(per_size):
@@ -331,7 +337,7 @@ def plot(results: dict, path: pathlib.Path) -> None:
     for axes, metric in zip(panels, METRICS):
         for profile, runs in results["pipeline"].items():
             sizes = sorted(int(rows) for rows in runs)
-            for index, name in enumerate(DATA_STAGES + MODEL_STAGES + ("data stages",)):
+            for index, name in enumerate(HEAVY_STAGES + MODEL_STAGES + ("data stages",)):
                 # A stage a stopped run never reached has no point (not a zero).
                 points = [(n, stage_times(runs[str(n)], metric)[name]) for n in sizes]
                 points = [(n, value) for n, value in points if value > 0]

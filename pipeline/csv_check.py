@@ -74,7 +74,13 @@ def check_csv(path: str, columns: dict[str, int], against_schema: bool = True) -
     header = [name.strip() for name in next(reader)]
     if against_schema:
         _check_header(path, header, columns)
+    line = reader.line_num
     for fields in reader:
+        if reader.line_num > line + 1:
+            # ExampleGen reads one row per line, so that a file can be read by several workers.
+            raise CsvError(f"{path} line {line + 1}: a quoted value spans lines {line + 1}-{reader.line_num}; "
+                           "remove the line breaks inside the value")
+        line = reader.line_num
         if len(fields) != len(header):
             side = "fewer" if len(fields) < len(header) else "more"
             raise CsvError(f"{path} line {reader.line_num}: {len(fields)} fields, {side} than the {len(header)} "

@@ -8,7 +8,6 @@ import pathlib
 # Imported from their modules, not `tfx.v1`: that one also loads the Google Cloud
 # extensions, 7 s of start-up that a local run never uses.
 from tfx.components import (
-    CsvExampleGen,
     Evaluator,
     ExampleValidator,
     Pusher,
@@ -16,8 +15,10 @@ from tfx.components import (
     Trainer,
     Transform,
 )
+from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.components.tuner.component import Tuner
+from tfx.dsl.components.base import executor_spec
 from tfx.dsl.components.common.resolver import Resolver
 from tfx.dsl.input_resolution.strategies.latest_artifact_strategy import LatestArtifactStrategy
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
@@ -28,7 +29,7 @@ from tfx.types import Channel, standard_artifacts
 
 from models import model as model_code
 from models import tuning
-from pipeline import evaluation, span_statistics, spans
+from pipeline import evaluation, fast_csv_example_gen, span_statistics, spans
 from pipeline.baseline import BaselineBeforeCandidateStrategy
 from pipeline.config import PipelineConfig, beam_pipeline_args, is_local
 from pipeline.csv_check import CsvCheck
@@ -44,7 +45,7 @@ from pipeline.tuned_hyperparameters import NewestTunedOrNoneStrategy
 SPAN_PATTERN = "span-{SPAN}/*.csv"
 
 
-def _example_gen(config: PipelineConfig) -> CsvExampleGen:
+def _example_gen(config: PipelineConfig, schema_file: str) -> FileBasedExampleGen:
     if is_local(config.data_root):
         spans.list_spans(config.data_root)  # a clear error now beats ExampleGen's later
     input_base, range_config = config.data_root, None
@@ -61,14 +62,19 @@ def _example_gen(config: PipelineConfig) -> CsvExampleGen:
             range_config = range_config_pb2.RangeConfig(
                 static_range=range_config_pb2.StaticRange(
                     start_span_number=config.spans, end_span_number=config.spans))
-    return CsvExampleGen(
+    # CsvExampleGen's graph and spans with an executor that converts the CSV with Arrow
+    # (pipeline/fast_csv_example_gen.py), typed by the curated schema: the same examples in half the CPU.
+    return FileBasedExampleGen(
         input_base=input_base,
         input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="single_split", pattern=pattern)]),
         # 2:1 train/eval split by hashing each row, stable across runs.
         output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
             example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=2),
             example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=1)])),
-        range_config=range_config)
+        range_config=range_config,
+        custom_config=fast_csv_example_gen.schema_config(span_statistics.load_schema(schema_file)),
+        custom_executor_spec=executor_spec.BeamExecutorSpec(fast_csv_example_gen.Executor),
+    ).with_id("CsvExampleGen")  # the name runs, tests and benchmarks know it by
 
 
 def _content_addressed_schema(config: PipelineConfig) -> str:
@@ -141,7 +147,7 @@ def create_pipeline(config: PipelineConfig, kubeflow: bool = False) -> tfx_pipel
     csv_check = CsvCheck(data_root=config.data_root, spans=str(config.spans), schema_path=schema_file,
                          data_fingerprint=data_version)
     # Reads the CSV spans into tf.Examples, split into train and eval.
-    example_gen = _example_gen(config)
+    example_gen = _example_gen(config, schema_file)
     example_gen.add_upstream_node(csv_check)
     # Per-feature statistics, for validation, skew and the data report.
     statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"],

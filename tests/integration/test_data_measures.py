@@ -101,5 +101,9 @@ def test_csv_problems_name_file_line_and_column(tmp_path):
     path.write_text(header + lines[0] + lines[1].replace(",", ",2.5,", 1))
     with pytest.raises(CsvError, match=rf"{path} line 3: 19 fields, more than the 18 columns of the header"):
         check_csv(str(path), columns)
+    split_value = lines[1].replace(",Cash,", ',"Ca\nsh",', 1).replace(",Credit Card,", ',"Credit\nCard",', 1)
+    path.write_text(header + lines[0] + split_value)
+    with pytest.raises(CsvError, match=rf"{path} line 3: a quoted value spans lines 3-4"):
+        check_csv(str(path), columns)
     path.write_text("".join([header] + lines).replace("\n", "\r\n"))  # Windows line ends are fine
     assert check_csv(str(path), columns) == 5
