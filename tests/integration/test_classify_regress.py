@@ -212,29 +212,6 @@ def test_client_cli_classifies_rows(served, small_csv, capsys):
         assert sum(float(score) for _, score in scores) == pytest.approx(1, abs=2e-4), line
 
 
-def test_request_log_keeps_classify_and_regress_calls(tmp_path, exported_model_dir, small_csv):
-    from serving.clients import GrpcClient, RestClient
-    from serving.request_log import RequestLog, logged_examples, read_logs
-    base = tmp_path / NAME
-    shutil.copytree(exported_model_dir, base / "4")
-    log_path = tmp_path / "requests.tfrecord"
-    server = ModelServer({NAME: ModelStore(NAME, str(base), poll_seconds=0)},
-                         request_log=RequestLog(str(log_path))).start()
-    rows = list(read_csv_rows(str(small_csv)))[:5]
-    try:
-        GrpcClient(f"127.0.0.1:{server.grpc_port}", NAME).classify(rows[:2])
-        RestClient(f"http://127.0.0.1:{server.rest_port}", NAME).regress(rows[2:])
-    finally:
-        server.stop()
-    entries = list(read_logs(str(log_path)))
-    assert [entry.WhichOneof("log_type") for entry in entries] == ["classify_log", "regress_log"]
-    assert len(entries[0].classify_log.response.result.classifications) == 2
-    assert len(entries[1].regress_log.response.result.regressions) == 3
-    assert entries[1].regress_log.request.model_spec.version.value == 4
-    fares = [example.features.feature["fare"].float_list.value[0] for example in logged_examples(str(log_path))]
-    assert fares == pytest.approx([float(row["fare"]) for row in rows])
-
-
 def test_signature_method_name_check_serves_each_signature_through_its_own_api(tmp_path, exported_model_dir):
     from models.signatures import _set_method_names
     base = tmp_path / NAME

@@ -115,30 +115,60 @@ def test_grpc_health_service_reports_each_model(labelled):
         assert failure.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-def test_request_log_records_served_requests_for_the_skew_check(tmp_path, exported_model_dir, small_csv):
+def _logged_requests(tmp_path, exported_model_dir, small_csv, version: int, send) -> tuple[str, list[dict]]:
+    """Serve the model as `version` with a request log and let send(gRPC client, REST client,
+    rows) call it; (the log's path, the rows)."""
     from serving.clients import GrpcClient, RestClient
     from serving.examples import read_csv_rows
     from serving.model_store import ModelStore
-    from serving.request_log import RequestLog, logged_examples, read_predict_logs
+    from serving.request_log import RequestLog
     base = tmp_path / NAME
-    shutil.copytree(exported_model_dir, base / "7")
+    shutil.copytree(exported_model_dir, base / str(version))
     log_path = tmp_path / "logs" / "requests.tfrecord"
     server = ModelServer({NAME: ModelStore(NAME, str(base), poll_seconds=0)},
                          request_log=RequestLog(str(log_path))).start()
     rows = list(read_csv_rows(str(small_csv)))[:6]
     try:
-        GrpcClient(f"127.0.0.1:{server.grpc_port}", NAME).predict(rows[:4])
-        RestClient(f"http://127.0.0.1:{server.rest_port}", NAME).predict(rows[4:])
+        send(GrpcClient(f"127.0.0.1:{server.grpc_port}", NAME),
+             RestClient(f"http://127.0.0.1:{server.rest_port}", NAME), rows)
     finally:
         server.stop()
-    logs = list(read_predict_logs(str(log_path)))
+    return str(log_path), rows
+
+
+def test_request_log_records_served_requests_for_the_skew_check(tmp_path, exported_model_dir, small_csv):
+    from serving.request_log import RequestLog, logged_examples, read_predict_logs
+
+    def send(grpc_client, rest_client, rows):
+        grpc_client.predict(rows[:4])
+        rest_client.predict(rows[4:])
+
+    log_path, rows = _logged_requests(tmp_path, exported_model_dir, small_csv, 7, send)
+    logs = list(read_predict_logs(log_path))
     assert len(logs) == 2 and {log.request.model_spec.version.value for log in logs} == {7}
     assert all("tip_probability" in log.response.outputs for log in logs)
-    examples = list(logged_examples(str(log_path)))
+    examples = list(logged_examples(log_path))
     assert len(examples) == 6
     assert examples[0].features.feature["fare"].float_list.value[0] == pytest.approx(float(rows[0]["fare"]))
     with pytest.raises(ValueError, match="sample rate"):
         RequestLog(str(tmp_path / "x"), sample_rate=0)
+
+
+def test_request_log_keeps_classify_and_regress_calls(tmp_path, exported_model_dir, small_csv):
+    from serving.request_log import logged_examples, read_logs
+
+    def send(grpc_client, rest_client, rows):
+        grpc_client.classify(rows[:2])
+        rest_client.regress(rows[2:])
+
+    log_path, rows = _logged_requests(tmp_path, exported_model_dir, small_csv, 4, send)
+    entries = list(read_logs(log_path))
+    assert [entry.WhichOneof("log_type") for entry in entries] == ["classify_log", "regress_log"]
+    assert len(entries[0].classify_log.response.result.classifications) == 2
+    assert len(entries[1].regress_log.response.result.regressions) == 4
+    assert entries[1].regress_log.request.model_spec.version.value == 4
+    fares = [example.features.feature["fare"].float_list.value[0] for example in logged_examples(log_path)]
+    assert fares == pytest.approx([float(row["fare"]) for row in rows])
 
 
 def test_traffic_split_between_labels_shows_in_per_version_metrics(labelled, small_csv):
