@@ -56,7 +56,7 @@ class Batcher:
 
     `submit` only queues a call and returns a future, so the server's event loop awaits it
     without a thread per waiting request (with one, batches could not outgrow a thread
-    pool); `run` waits for the answer, for callers on threads. `num_batch_threads` workers
+    pool). `num_batch_threads` workers
     each take the next batch that is full or whose first request has waited
     batch_timeout_micros. While every worker is busy the open batch keeps filling, so
     batches grow with the load instead of queueing up half empty.
@@ -69,9 +69,6 @@ class Batcher:
         self._closed: collections.deque[_Batch] = collections.deque()  # full, or must run alone
         for number in range(parameters.num_batch_threads):
             threading.Thread(target=self._work_forever, name=f"batch-{number}", daemon=True).start()
-
-    def run(self, function, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self.submit(function, inputs).result()
 
     def submit(self, function, inputs: dict[str, np.ndarray]) -> concurrent.futures.Future:
         future: concurrent.futures.Future = concurrent.futures.Future()

@@ -28,7 +28,7 @@ def test_concurrent_calls_are_batched_and_answered_row_by_row(exported_model_dir
                         or real_run(f, inputs))
     batcher = Batcher(BatchingParameters(max_batch_size=8, batch_timeout_micros=50_000, num_batch_threads=2))
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        answers = list(pool.map(lambda inputs: batcher.run(function, inputs)[OUTPUT_KEY], requests))
+        answers = list(pool.map(lambda inputs: batcher.submit(function, inputs).result()[OUTPUT_KEY], requests))
     for got, expected in zip(answers, alone):
         np.testing.assert_allclose(got, expected, atol=1e-6)
     assert sum(batch_sizes) == 32 and max(batch_sizes) > 1, batch_sizes
@@ -40,11 +40,10 @@ def test_a_bad_request_fails_alone(exported_model_dir, small_csv):
                                  dtype=object)}
     bad = {"examples": np.array([b"not an example"], dtype=object)}
     batcher = Batcher(BatchingParameters(max_batch_size=2, batch_timeout_micros=200_000))
-    with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        good_answer, bad_answer = pool.submit(batcher.run, function, good), pool.submit(batcher.run, function, bad)
-        assert good_answer.result()[OUTPUT_KEY].shape == (1, 1)
-        with pytest.raises(ServingError):
-            bad_answer.result()
+    good_answer, bad_answer = batcher.submit(function, good), batcher.submit(function, bad)
+    assert good_answer.result()[OUTPUT_KEY].shape == (1, 1)
+    with pytest.raises(ServingError):
+        bad_answer.result()
 
 
 def test_batching_parameters_file(tmp_path):
