@@ -44,7 +44,7 @@ def DriftSkewCheck(span_statistics: InputArtifact[standard_artifacts.ExampleStat
                                   current_name, f"span {previous_statistics.span}")
     else:
         notes.append(f"Drift not measured: ML Metadata holds no statistics of a span before {current_name} "
-                     "(no earlier span went through this pipeline); the next span is compared with this one.")
+                     "that got through the data gate; the next span is compared with this one if it does.")
     if serving_data:
         training = read_statistics(training_statistics, TRAINING_SPLIT)
         measured += drift.measure(serving_statistics(serving_data, curated), training, curated, "skew",

@@ -53,22 +53,24 @@ def _states(home: pathlib.Path, run_id: str) -> dict[str, str]:
     return {node.node_id: node.state for node in metadata.node_runs(store, run_id)}
 
 
-def _run_span(home: pathlib.Path, content: bytes | list[str] | None, *extra: str):
-    """Run with span 2 holding `content` (None: an empty folder), then remove span 2."""
+def _run_span(home: pathlib.Path, content: bytes | list[str] | None, *extra: str, spans: tuple[int, ...] = (2,)):
+    """Run with each of `spans` (span 2 unless told) holding `content` (None: an empty folder), then remove them."""
     store_before = metadata.run_ids(metadata.open_store(str(home / "out" / "metadata.db")), "taxi-tips")
     pushed_before = _pushed(home)
-    folder = home / "data" / "span-2"
-    folder.mkdir(parents=True)
+    folders = [home / "data" / f"span-{span}" for span in spans]
     try:
-        if isinstance(content, bytes):
-            (folder / "data.csv").write_bytes(content)
-        elif content is not None:
-            (folder / "data.csv").write_text("".join(content))
-        else:
-            (folder / "README.txt").write_text("the files were not copied yet\n")
+        for folder in folders:
+            folder.mkdir(parents=True)
+            if isinstance(content, bytes):
+                (folder / "data.csv").write_bytes(content)
+            elif content is not None:
+                (folder / "data.csv").write_text("".join(content))
+            else:
+                (folder / "README.txt").write_text("the files were not copied yet\n")
         result, output = _run(home, *extra)
     finally:
-        shutil.rmtree(folder)
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
     if not result.succeeded:
         # Nothing lost: the pushed versions are as they were, the earlier runs still on record.
         assert _pushed(home) == pushed_before, output
@@ -121,8 +123,8 @@ def test_broken_csv_stops_before_example_gen_naming_file_and_line(home, case):
     assert "CsvExampleGen" not in _states(home, result.run_id)
 
 
-def _gate_stop(home, content, *extra):
-    result, output = _run_span(home, content, *extra)
+def _gate_stop(home, content, *extra, spans=(2,)):
+    result, output = _run_span(home, content, *extra, spans=spans)
     assert not result.succeeded and "DataGate failed" in output, output
     states = _states(home, result.run_id)
     assert states["DataGate"] == "FAILED" and "Transform" not in states
@@ -180,6 +182,15 @@ def test_drifted_span_trips_the_gate_naming_the_shifted_features(home):
         "dropoff_latitude", "dropoff_longitude", "trip_miles", "pickup_census_tract", "dropoff_census_tract",
         "payment_type", "company", "trip_seconds", "dropoff_community_area", "tips"}
     _assert_report_renders_offline(report)
+
+
+def test_a_shift_that_persists_is_compared_with_the_last_span_the_gate_let_through(home):
+    # Span 3 drifted as span 2 was must not pass as "no change since span 2": span 2 was
+    # stopped, so drift is measured against span 1, the last span that got through.
+    _gate_stop(home, drifted([HEADER] + NEXT))
+    output = _gate_stop(home, drifted([HEADER] + NEXT), spans=(2, 3))
+    assert re.search(r"\[stop\] drift: feature 'fare': .* span 3 vs span 1", output), output
+    assert "[stop] drift: feature 'payment_type'" in output
 
 
 def _assert_report_renders_offline(report: pathlib.Path) -> None:
