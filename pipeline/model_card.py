@@ -79,6 +79,8 @@ def write(config: PipelineConfig, version: str, folder: str | None = None) -> tu
     trace = lineage.trace(store, version)
     evaluation = _first(trace, "ModelEvaluation")
     table = outcome.metrics_table(evaluation.uri) if evaluation else {}
+    if evaluation:
+        config = blessing.thresholds_used(evaluation.uri, config)
     decision = blessing.decide(evaluation.uri, table, config) if evaluation else None
     model = _first(trace, "Model")
     hyperparameters_path = os.path.join(model.uri, "Format-Serving", "assets.extra", "hyperparameters.json")

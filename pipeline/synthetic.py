@@ -45,6 +45,9 @@ TEMPLATE_COLUMNS = ("pickup_community_area", "pickup_latitude", "pickup_longitud
 LENGTH_COLUMNS = ("fare", "trip_miles", "trip_seconds")
 # Spread of the per-trip length factor (log scale): new values, same shape of distribution.
 LENGTH_JITTER = 0.08
+# A trip lasts at most a day (the curated schema's domain for trip_seconds): the longest
+# shipped trip (72,120 s) times a large jitter factor would pass it about once in 10^4 rows.
+MAX_TRIP_SECONDS = 24 * 3600
 # Start times move by up to this many whole weeks, keeping weekday and hour.
 MAX_WEEKS_SHIFT = 8
 WEEK_SECONDS = 7 * 24 * 3600
@@ -161,7 +164,7 @@ def generate(rows: int, seed: int | np.random.SeedSequence = 0, source: SourceDa
     out["tips"] = _format_decimal(tips * fare_scale, np.isnan(tips), 2)
     miles = numbers["trip_miles"] * factor
     out["trip_miles"] = _format_decimal(miles, np.isnan(miles), 1)
-    seconds = numbers["trip_seconds"] * factor
+    seconds = np.minimum(numbers["trip_seconds"] * factor, MAX_TRIP_SECONDS)  # NaN (missing) stays NaN
     seconds_missing = np.isnan(seconds)
     out["trip_seconds"] = _as_text((np.round(np.nan_to_num(seconds) / 60) * 60).astype(np.int64))
     out["trip_seconds"][seconds_missing] = ""

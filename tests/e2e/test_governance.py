@@ -185,7 +185,8 @@ def test_rollback_makes_the_earlier_version_serve_under_the_stable_label(home):
 def test_model_card_and_evaluation_report_of_a_pushed_version(home):
     version = _versions(home)[0]
     # The written paths, one per line (other lines can reach stdout from loggers earlier tests set up).
-    output = _cli(home, "card", version)
+    # Today's config has another floor: the card shows the one this version was judged by.
+    output = _cli(home, "card", version, "--set", f"min_slice_auc={RAISED_FLOOR}")
     paths = [line for line in output.splitlines() if line.endswith((".md", ".html"))]
     assert len(paths) == 3, output
     card_md, card_html, report = (pathlib.Path(p) for p in paths)
@@ -195,6 +196,8 @@ def test_model_card_and_evaluation_report_of_a_pushed_version(home):
     assert "## Known limitations" in text and "BLESSED" in text
     assert "<table" in card_html.read_text() and "evaluation_report.html" in card_html.read_text()
     assert report.read_text().count("<svg") == 2 and "payment_type=Credit Card" in report.read_text()
+    assert ">= 0.3 (min_slice_auc, on slices with >= 20" in text and str(RAISED_FLOOR) not in text
+    assert "min_slice_auc 0.3." in report.read_text()
 
 
 def test_batch_prediction_writes_a_probability_beside_each_unlabelled_row(home, tmp_path):

@@ -1,6 +1,7 @@
 """The synthetic span generator: same shape as the shipped data, deterministic, drift knobs do what they say."""
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 
 import numpy as np
@@ -149,3 +150,12 @@ def test_a_category_with_a_comma_is_quoted(tmp_path):
     frame = _read(path)
     assert list(frame.columns) == synthetic.SourceData.load().header
     assert abs((frame["payment_type"] == "Card, contactless").mean() - 0.5) < 0.05
+
+
+def test_trip_seconds_stay_within_the_schema_domain_however_long_the_template(source):
+    seconds = pd.to_numeric(source.text["trip_seconds"], errors="coerce")
+    longest_only = dataclasses.replace(source, text=source.text[seconds == seconds.max()].reset_index(drop=True))
+    frame = synthetic.generate(ROWS, seed=3, source=longest_only)
+    generated = pd.to_numeric(frame["trip_seconds"])
+    assert generated.max() == synthetic.MAX_TRIP_SECONDS == 86400  # jitter would carry some past a day
+    assert generated.min() < seconds.max()  # the factor still spreads them below the template
