@@ -431,6 +431,7 @@ def main() -> None:
             csv_path = synthetic.write_spans(data_root, rows, seed=args.seed, progress=sys.stdout)[0]
             results["generate_s"][str(rows)] = time.monotonic() - started
             if not args.no_floor:
+                shutil.rmtree(work / f"floor-{rows}", ignore_errors=True)  # tft_beam will not overwrite its output
                 floor = run_measured([sys.executable, __file__, "--floor-only", str(csv_path),
                                       str(work / f"floor-{rows}")], work / f"floor-{rows}.log",
                                      f"floor, {rows:,} rows")

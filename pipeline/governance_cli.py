@@ -40,8 +40,9 @@ def add_commands(commands, add_config_options) -> None:
         "card", help="write the model card and evaluation report of a pushed version",
         description="Write <output_root>/model_cards/<version>/model_card.md and .html (data spans and "
                     "statistics, schema, hyperparameters, the blessing decision against the thresholds it was "
-                    "evaluated with, metrics overall and per slice against the baseline, known limitations) and evaluation_report.html (AUC by "
-                    "slice and calibration, as inline SVG). A local run writes them for each new push.")
+                    "evaluated with, metrics overall and per slice against the baseline, known limitations) and "
+                    "evaluation_report.html (AUC by slice and calibration, as inline SVG). A local run writes "
+                    "them for each new push.")
     predict = commands.add_parser(
         "predict", help="score a span of unlabelled trips with a pushed model (Beam)",
         description="Run a Beam job (the beam_profile's runner) that scores every row of the CSV files "

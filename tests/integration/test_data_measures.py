@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline import drift
-from pipeline.csv_check import CsvError, check_csv, check_spans, schema_columns
+from pipeline.csv_check import CsvError, _rows_if_clean, check_csv, check_spans, schema_columns
 from pipeline.serving_data import serving_statistics
 from pipeline.span_statistics import csv_statistics, load_schema
 from tests.conftest import SCHEMA, SHIPPED_SPANS, write_span
@@ -107,3 +107,32 @@ def test_csv_problems_name_file_line_and_column(tmp_path):
         check_csv(str(path), columns)
     path.write_text("".join([header] + lines).replace("\n", "\r\n"))  # Windows line ends are fine
     assert check_csv(str(path), columns) == 5
+
+
+REPEATED_HEADER = "the first column's name"
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1e400", "0x10", "3.5", "twelve", REPEATED_HEADER])
+def test_arrow_pass_leaves_every_doubtful_value_to_the_line_checks(value):
+    """Arrow counts the rows of clean files; anything the line checks might stop on goes to them."""
+    header, lines = rows(4, count=200)
+    columns = schema_columns(CURATED)
+    names = header.strip().split(",")
+    assert _rows_if_clean("".join([header] + lines).encode(), names, columns, True) == 200
+    assert _rows_if_clean("".join([header] + lines).replace("\n", "\r\n").encode(), names, columns, True) == 200
+    # A repeated header is checked without the schema's types, which would catch it as a non-number first.
+    column, value, typed = (names[0], names[0], False) if value == REPEATED_HEADER else ("trip_seconds", value, True)
+    changed = edit_column([header] + lines, column, lambda cell, chance: value if chance.random() < 0.01 else cell)
+    assert _rows_if_clean("".join(changed).encode(), names, columns, typed) is None
+
+
+@pytest.mark.parametrize("layout", ["blank line", "quoted line break", "short line", "no rows"])
+def test_arrow_pass_leaves_odd_layouts_to_the_line_checks(layout):
+    header, lines = rows(4, count=20)
+    broken_quotes = lines[0].replace(",Cash,", ',"Ca\nsh",').replace(",Credit Card,", ',"Credit\nCard",')
+    changed = {"blank line": lines[:5] + ["\n"] + lines[5:],
+               "quoted line break": [broken_quotes] + lines[1:],
+               "short line": lines[:-1] + [lines[-1][:20] + "\n"],
+               "no rows": []}[layout]
+    names = header.strip().split(",")
+    assert _rows_if_clean("".join([header] + changed).encode(), names, schema_columns(CURATED), True) is None
