@@ -42,19 +42,28 @@ FILE_B = [
 ]
 
 
-def _run(executor_class, input_base: pathlib.Path, pattern: str, output: pathlib.Path,
+HASH_SPLIT = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
+    example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=2),
+    example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=1)]))
+
+
+def _run(executor_class, input_base: pathlib.Path, pattern: str | dict[str, str], output: pathlib.Path,
          custom_config: example_gen_pb2.CustomConfig | None = None) -> dict[str, list[bytes]]:
-    """Runs one executor's Do as ExampleGen does; returns {split: serialized examples as written}."""
+    """Runs one executor's Do as ExampleGen does; returns {split: serialized examples as written}.
+
+    `pattern` is one input split, hash-split 2:1 into train and eval, or {split: pattern}
+    for input that comes split already.
+    """
     examples = standard_artifacts.Examples()
     examples.uri = str(output)
+    presplit = isinstance(pattern, dict)
+    splits = pattern.items() if presplit else [("single_split", pattern)]
     exec_properties = {
         standard_component_specs.INPUT_BASE_KEY: str(input_base),
         standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(example_gen_pb2.Input(
-            splits=[example_gen_pb2.Input.Split(name="single_split", pattern=pattern)])),
-        standard_component_specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(example_gen_pb2.Output(
-            split_config=example_gen_pb2.SplitConfig(splits=[
-                example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=2),
-                example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=1)]))),
+            splits=[example_gen_pb2.Input.Split(name=name, pattern=glob) for name, glob in splits])),
+        standard_component_specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(
+            example_gen_pb2.Output() if presplit else HASH_SPLIT),
         standard_component_specs.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
         standard_component_specs.OUTPUT_FILE_FORMAT_KEY: example_gen_pb2.FORMAT_TFRECORDS_GZIP,
     }
@@ -112,6 +121,16 @@ def test_same_examples_as_stock_executor_on_every_kind_of_cell(tmp_path):
     assert first["never"].WhichOneof("kind") is None
     assert first["odd_int"].int64_list.value == [5] and first["price"].float_list.value == [1.5]
     assert first["mixed"].bytes_list.value == [b"3"]  # a column of numbers and words is strings
+
+
+def test_input_split_already_is_written_split_for_split_as_the_stock_executor_does(tmp_path):
+    (tmp_path / "train.csv").write_text("".join(FILE_A))
+    (tmp_path / "eval.csv").write_text("".join(FILE_B))
+    splits = {"train": "train.csv", "eval": "eval.csv"}
+    stock = _run(stock_executor.Executor, tmp_path, splits, tmp_path / "stock")
+    fast = _run(fast_csv_example_gen.Executor, tmp_path, splits, tmp_path / "fast")
+    _assert_same(stock, fast, "id")
+    assert sorted(_by_key(fast["eval"], "id")) == [(5,), (6,), (7,)]
 
 
 def test_same_examples_as_stock_executor_on_a_shipped_span_typed_by_the_schema(tmp_path):
