@@ -46,7 +46,7 @@ LENGTH_COLUMNS = ("fare", "trip_miles", "trip_seconds")
 # Spread of the per-trip length factor (log scale): new values, same shape of distribution.
 LENGTH_JITTER = 0.08
 # A trip lasts at most a day (the curated schema's domain for trip_seconds): the longest
-# shipped trip (72,120 s) times a large jitter factor would pass it about once in 10^4 rows.
+# shipped trip (72,120 s) times a jitter factor above 1.2 passes it about once in 10^6 rows.
 MAX_TRIP_SECONDS = 24 * 3600
 # Start times move by up to this many whole weeks, keeping weekday and hour.
 MAX_WEEKS_SHIFT = 8
