@@ -7,10 +7,8 @@ the CLI prints and the tests read.
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import tensorflow_model_analysis as tfma
-from tensorflow_model_analysis.writers import eval_config_writer
 
 from pipeline import slice_floor
 from pipeline.config import PipelineConfig
@@ -60,30 +58,6 @@ def gated_slices(table: dict, config: PipelineConfig) -> dict[str, float]:
             continue
         gated[name] = auc
     return gated
-
-
-def thresholds_used(evaluation_uri: str, config: PipelineConfig) -> PipelineConfig:
-    """`config` with the thresholds Evaluator applied in that evaluation, read from its EvalConfig.
-
-    An older version's card must show the thresholds it was judged by, not today's. The
-    change threshold is absent from a first run's EvalConfig (there was no baseline), so
-    max_auc_drop then stays as in `config`.
-    """
-    eval_config = eval_config_writer.load_eval_run(evaluation_uri)[0]
-    used = {}
-    for metric in (m for spec in eval_config.metrics_specs for m in spec.metrics):
-        if metric.class_name == slice_floor.SliceAUCShortfall.__name__:
-            floor = json.loads(metric.config)
-            used.update(min_slice_auc=floor["floor"], min_slice_examples=floor["min_examples"])
-        elif metric.class_name == "AUC":
-            for per_slice in metric.per_slice_thresholds:
-                threshold = per_slice.threshold
-                if threshold.value_threshold.HasField("lower_bound"):
-                    used["min_auc"] = threshold.value_threshold.lower_bound.value
-                if threshold.change_threshold.HasField("absolute"):
-                    # eval_config() widens the bound by 1e-10 so a drop of exactly max_auc_drop passes.
-                    used["max_auc_drop"] = round(-threshold.change_threshold.absolute.value - 1e-10, 9)
-    return dataclasses.replace(config, **used)
 
 
 def decide(evaluation_uri: str, table: dict, config: PipelineConfig) -> Decision:

@@ -14,6 +14,7 @@ import tensorflow_data_validation as tfdv
 
 from pipeline import blessing, lineage, metadata, outcome
 from pipeline.config import PipelineConfig
+from pipeline.evaluation import thresholds_used
 
 LIMITATIONS = (
     "Trained on Chicago taxi trips only; the label is a tip above 20% of the fare as recorded by the meter.",
@@ -80,7 +81,7 @@ def write(config: PipelineConfig, version: str, folder: str | None = None) -> tu
     evaluation = _first(trace, "ModelEvaluation")
     table = outcome.metrics_table(evaluation.uri) if evaluation else {}
     if evaluation:
-        config = blessing.thresholds_used(evaluation.uri, config)
+        config = thresholds_used(evaluation.uri, config)
     decision = blessing.decide(evaluation.uri, table, config) if evaluation else None
     model = _first(trace, "Model")
     hyperparameters_path = os.path.join(model.uri, "Format-Serving", "assets.extra", "hyperparameters.json")
