@@ -9,7 +9,7 @@ import urllib.parse
 from aiohttp import web
 from google.protobuf import json_format
 
-from serving import classify_regress, json_output, signature_calls
+from serving import classify_regress, json_input, json_output, signature_calls
 from serving.batching import Batcher
 from serving.errors import ServingError, invalid, not_found
 from serving.metrics import ServerMetrics
@@ -42,13 +42,15 @@ def _version_and_label(match: re.Match) -> tuple[int | None, str | None]:
 class RestApi:
     def __init__(self, models: dict[str, ModelStore], metrics: ServerMetrics | None = None,
                  metrics_path: str | None = None, request_log: RequestLog | None = None,
-                 batcher: Batcher | None = None, method_name_check: bool = False):
+                 batcher: Batcher | None = None, method_name_check: bool = False,
+                 max_body_bytes: int = 64 * 1024 * 1024):
         self.models, self.metrics, self.metrics_path = models, metrics or ServerMetrics(), metrics_path
         self.request_log = request_log
         self.batcher, self.method_name_check = batcher, method_name_check
+        self.max_body_bytes = max_body_bytes
 
-    def app(self, max_body_bytes: int = 64 * 1024 * 1024) -> web.Application:
-        app = web.Application(client_max_size=max_body_bytes)
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.max_body_bytes)
         app.router.add_route("*", "/{tail:.*}", self.handle)
         return app
 
@@ -78,6 +80,10 @@ class RestApi:
             raise invalid(f"Malformed request: {request.method} {path}")
         except ServingError as error:
             return _error(error)
+        except web.HTTPRequestEntityTooLarge:
+            # TF Serving reads any body; this server stops where its gRPC port stops too.
+            return _json({"error": f"The request body is larger than this server's limit of "
+                                   f"{self.max_body_bytes} bytes: send fewer rows per request."}, 413)
 
     def _status(self, match: re.Match) -> web.Response:
         if not match.group(1):
@@ -112,20 +118,19 @@ class RestApi:
 
     async def _predict_measured(self, match: re.Match, body: bytes, info: dict) -> web.Response:
         store = self._model(match.group(1))
-        request = signature_calls.parse_json_body(body)
-        signature_name = request.get("signature_name", signature_calls.DEFAULT_SIGNATURE)
-        if not isinstance(signature_name, str):
-            raise invalid("'signature_name' must be a string")
+        request = json_input.parse_json_body(body)
+        signature_name = json_input.signature_name(request, signature_calls.DEFAULT_SIGNATURE)
         version, model, signature_defs = store.resolve_with_signature_defs(*_version_and_label(match))
         info["version"] = str(version)
         signature_name, function = signature_calls.signature(model, signature_name, rest=True)
         if self.method_name_check:
             signature_calls.check_predict_method_name(signature_defs[signature_name])
-        inputs, rows = signature_calls.json_inputs(request, list(signature_calls.input_specs(function)))
+        dtypes = {name: spec.dtype for name, spec in signature_calls.input_specs(function).items()}
+        inputs, rows = json_input.json_inputs(request, dtypes)
         outputs = await signature_calls.run_on_loop(function, inputs, self.batcher)
         if self.request_log:
             self.request_log.record(store.name, version, signature_name, inputs, outputs)
-        return web.Response(text=json_output.dumps(signature_calls.json_response(outputs, rows)),
+        return web.Response(text=json_output.dumps(json_output.json_response(outputs, rows)),
                             content_type="application/json")
 
     async def _classify_or_regress(self, match: re.Match, body: bytes) -> web.Response:
@@ -133,10 +138,8 @@ class RestApi:
         with self.metrics.request(urllib.parse.unquote(match.group(1)), method, "REST") as info:
             try:
                 # As in TF Serving, the body is read in full before the model is looked up.
-                request = signature_calls.parse_json_body(body)
-                signature_name = request.get("signature_name", "")
-                if not isinstance(signature_name, str):
-                    raise invalid("'signature_name' must be a string")
+                request = json_input.parse_json_body(body)
+                signature_name = json_input.signature_name(request, "")
                 request_input = classify_regress.input_from_json(request)
                 store = self._model(match.group(1))
                 version, model, signature_defs = store.resolve_with_signature_defs(*_version_and_label(match))

@@ -42,7 +42,7 @@ from serving.request_log import RequestLog  # noqa: E402
 from serving.rest_api import RestApi  # noqa: E402
 
 log = logging.getLogger("serving")
-# Large enough for batches of serialized examples, like TF Serving's own limit.
+# Large enough for batches of serialized examples; gRPC messages and REST bodies alike.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
@@ -128,7 +128,7 @@ class ModelServer:
         if rest_port >= 0:
             self._runner = web.AppRunner(
                 RestApi(self.models, self.metrics, self.metrics_path, self.request_log, self.batcher,
-                        self.method_name_check).app(),
+                        self.method_name_check, max_body_bytes=MAX_MESSAGE_BYTES).app(),
                 access_log=None)
             await self._runner.setup()
             site = web.TCPSite(self._runner, self.host, rest_port)

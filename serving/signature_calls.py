@@ -1,24 +1,18 @@
-"""Run a SavedModel signature on a TF Serving request: JSON (REST) or TensorProtos (gRPC).
+"""Run a SavedModel signature on a request's input arrays, from either front end.
 
-The JSON rules follow TF Serving's json_tensor.cc for the parts this server supports: row
-("instances") and columnar ("inputs") requests, {"b64": ...} strings, and the same error
-messages for the mistakes clients make most.
+The JSON bodies of REST requests become arrays in serving/json_input.py and go back out
+through serving/json_output.py; gRPC's TensorProtos through serving/tensor_protos.py.
 """
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import json
 import weakref
-from typing import Any
 
 import grpc
 import numpy as np
 import tensorflow as tf
 
 from serving.errors import ServingError, invalid
-from serving.json_output import FloatArray
 
 DEFAULT_SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
@@ -68,11 +62,32 @@ def _call(function, tensors: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     return function(**tensors)
 
 
+def dtype_name(dtype: tf.DType) -> str:
+    """A dtype as TF Serving names it in messages (DataTypeString): float, double, int64, string."""
+    return {"float16": "half", "float32": "float", "float64": "double"}.get(dtype.name, dtype.name)
+
+
+def _check_inputs(specs: dict[str, tf.TensorSpec], inputs: dict[str, np.ndarray]) -> None:
+    """TF Serving's checks of a request's inputs against the signature (predict_util.cc)."""
+    if len(inputs) != len(specs):
+        extra, missing = sorted(set(inputs) - set(specs)), sorted(set(specs) - set(inputs))
+        raise invalid(f"input size does not match signature: {len(inputs)}!={len(specs)} "
+                      f"len({{{','.join(sorted(inputs))}}}) != len({{{','.join(sorted(specs))}}}). "
+                      f"Sent extra: {{{','.join(extra)}}}. Missing but required: {{{','.join(missing)}}}.")
+    for index, (name, spec) in enumerate(sorted(specs.items())):
+        if name not in inputs:
+            raise invalid(f"Signature input alias: {name} not found in request and no default value provided. "
+                          f"Inputs expected to be in the request {{{','.join(sorted(inputs))}}}, or default "
+                          "input alias set: ")
+        value = np.asarray(inputs[name])
+        sent = tf.string if value.dtype.kind in ("O", "S", "U") else tf.as_dtype(value.dtype)
+        if sent != spec.dtype:
+            raise invalid(f"Expects arg[{index}] to be {dtype_name(spec.dtype)} but {dtype_name(sent)} is provided")
+
+
 def run(function, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     specs = input_specs(function)
-    if set(inputs) != set(specs):
-        raise invalid(f"input size does not match signature: {len(inputs)}!={len(specs)} len({sorted(inputs)}) != "
-                      f"len({sorted(specs)})")
+    _check_inputs(specs, inputs)
     try:
         tensors = {name: tf.constant(value, dtype=specs[name].dtype) for name, value in inputs.items()}
     except (TypeError, ValueError) as error:
@@ -108,112 +123,3 @@ async def run_on_loop(function, inputs: dict[str, np.ndarray], batcher=None) -> 
         return await loop.run_in_executor(None, run, function, inputs)
     finally:
         _calls_under_way[loop] -= 1
-
-# ---- JSON (REST) ----
-
-def _decode_strings(value: Any) -> Any:
-    """Nested JSON -> nested Python values, with {"b64": ...} and strings turned into bytes."""
-    if isinstance(value, dict):
-        if set(value) == {"b64"} and isinstance(value["b64"], str):
-            try:
-                return base64.b64decode(value["b64"], validate=True)
-            except binascii.Error:
-                raise invalid("Unable to base64 decode") from None
-        raise invalid(f"JSON Value: {json.dumps(value)} is not of expected type")
-    if isinstance(value, list):
-        return [_decode_strings(item) for item in value]
-    if isinstance(value, str):
-        return value.encode()
-    return value
-
-
-def _array(value: Any) -> np.ndarray:
-    """numpy array of decoded JSON; bytes stay objects (numpy's "S" type drops trailing NULs)."""
-    array = np.array(value)
-    return np.array(value, dtype=object) if array.dtype.kind == "S" else array
-
-
-def _is_named_row(value: Any) -> bool:
-    return isinstance(value, dict) and not (set(value) == {"b64"})
-
-
-def parse_json_body(body: bytes) -> dict:
-    if not body.strip():
-        raise invalid("JSON Parse error: The document is empty")
-    try:
-        request = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        message, offset = getattr(error, "msg", str(error)), getattr(error, "pos", 0)
-        raise invalid(f"JSON Parse error: {message} at offset: {offset}") from None
-    if not isinstance(request, dict):
-        raise invalid(f"JSON Value: {json.dumps(request)} Is not object")
-    return request
-
-
-def json_inputs(request: dict, names: list[str]) -> tuple[dict[str, np.ndarray], bool]:
-    """(inputs by name, True for a row request) from a parsed predict request."""
-    has_rows, has_columns = "instances" in request, "inputs" in request
-    if has_rows == has_columns:
-        if has_rows:
-            raise invalid(f"JSON Value: {json.dumps(request)} Not formatted correctly expecting only one of "
-                          "'inputs' or 'instances' keys to exist ")
-        raise invalid("Missing 'inputs' or 'instances' key")
-    if has_rows:
-        rows = request["instances"]
-        if not isinstance(rows, list):
-            raise invalid(f"JSON Value: {json.dumps(rows)} Excepting 'instances' to be an list/array")
-        if not rows:
-            raise invalid(f"JSON Value: {json.dumps(request)} No values in 'instances' array")
-        if _is_named_row(rows[0]):
-            columns: dict[str, list] = {name: [] for name in names}
-            for index, row in enumerate(rows):
-                if not _is_named_row(row) or set(row) != set(names):
-                    raise invalid(f"Failed to process element: {index} of 'instances' list. JSON object: "
-                                  f"{json.dumps(row)} keys must be equal to: {','.join(sorted(names))}")
-                for name in names:
-                    columns[name].append(_decode_strings(row[name]))
-            return {name: _array(values) for name, values in columns.items()}, True
-        if len(names) != 1:
-            raise invalid("instances is a plain list, but expecting list of objects as multiple input tensors "
-                          "required as per tensorinfo_map")
-        return {names[0]: _array(_decode_strings(rows))}, True
-    columns_value = request["inputs"]
-    if _is_named_row(columns_value):
-        missing = [name for name in names if name not in columns_value]
-        if missing:
-            raise invalid(f"Missing named input: {missing[0]} in 'inputs' object.")
-        return {name: _array(_decode_strings(columns_value[name])) for name in names}, False
-    if len(names) != 1:
-        raise invalid("inputs is a plain value/list, but expecting an object as multiple input tensors required "
-                      "as per tensorinfo_map")
-    return {names[0]: _array(_decode_strings(columns_value))}, False
-
-
-def _json_value(array: np.ndarray, alias: str) -> Any:
-    if array.dtype.kind == "f" and array.dtype.itemsize in (4, 8):
-        return FloatArray(array)  # written as TF Serving writes floats: 0.293937296, 3.0
-    if array.dtype.kind in ("S", "O"):
-        if alias.endswith("_bytes"):
-            return np.vectorize(lambda b: {"b64": base64.b64encode(b).decode()}, otypes=[object])(array).tolist()
-        return np.vectorize(lambda b: b.decode("utf-8", "replace"), otypes=[object])(array).tolist()
-    return array.tolist()
-
-
-def json_response(outputs: dict[str, np.ndarray], rows: bool) -> dict:
-    if not rows:
-        if len(outputs) == 1:
-            (alias, value), = outputs.items()
-            return {"outputs": _json_value(value, alias)}
-        return {"outputs": {alias: _json_value(value, alias) for alias, value in outputs.items()}}
-    if len(outputs) == 1:
-        (alias, value), = outputs.items()
-        return {"predictions": _json_value(value, alias)}
-    sizes = {alias: value.shape[0] if value.ndim else None for alias, value in outputs.items()}
-    batch = next(iter(sizes.values()))
-    for alias, size in sizes.items():
-        if size is None:
-            raise invalid(f"Tensor name: {alias} has no shape information ")
-        if size != batch:
-            raise invalid(f"Tensor name: {alias} has inconsistent batch size: {size} expecting: {batch}")
-    columns = {alias: _json_value(value, alias) for alias, value in outputs.items()}
-    return {"predictions": [{alias: columns[alias][i] for alias in columns} for i in range(batch)]}

@@ -3,6 +3,7 @@ gRPC stubs, on loopback ports."""
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 import time
 
@@ -28,6 +29,17 @@ from serving.server import ModelServer
 
 pytestmark = pytest.mark.slow
 NAME = "taxi-tips"
+# One row of every raw feature, each at its default: a valid serving_raw instance.
+RAW_ROW = {name: values[0] for name, values in rows_to_named_features([{}]).items()}
+
+
+def _raw_rows(**changes) -> bytes:
+    return json.dumps({"signature_name": "serving_raw", "instances": [RAW_ROW, {**RAW_ROW, **changes}]}).encode()
+
+
+def _raw_columns(**changes) -> bytes:
+    columns = {name: [value] for name, value in RAW_ROW.items()}
+    return json.dumps({"signature_name": "serving_raw", "inputs": {**columns, **changes}}).encode()
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +113,34 @@ def test_rest_row_predict_with_named_features(served):
     (f"/v1/models/{NAME}/versions/7:predict", b'{"instances": [1]}', 404,
      f"Servable not found for request: Specific({NAME}, 7)"),
     ("/v1/models/..%2F..%2Fetc:predict", b'{"instances": [1]}', 404, "Servable not found"),
+    # Wrong dtypes: each value is checked against the input it feeds, and the element named.
+    (f"/v1/models/{NAME}:predict", _raw_rows(fare="x"), 400, "Failed to process element: 1 key: fare of "
+     "'instances' list. Error: INVALID_ARGUMENT: JSON Value: \"x\" Type: String is not of expected type: float"),
+    (f"/v1/models/{NAME}:predict", _raw_rows(trip_start_hour=1.5), 400,
+     "JSON Value: 1.5 Type: Number is not of expected type: int64"),
+    (f"/v1/models/{NAME}:predict", _raw_rows(trip_seconds=3.0), 400,
+     "JSON Value: 3.0 Type: Number is not of expected type: int64"),
+    (f"/v1/models/{NAME}:predict", _raw_rows(company=7), 400, "JSON Value: 7 Type: Number is not of expected type: "
+     "string"),
+    (f"/v1/models/{NAME}:predict", _raw_rows(fare=True), 400, "JSON Value: true Type: True is not of expected type: "
+     "float"),
+    (f"/v1/models/{NAME}:predict", _raw_rows(fare=2 ** 25 + 1), 400,
+     "Cannot convert JSON value: 33554433 to float without loss of precision."),
+    (f"/v1/models/{NAME}:predict", b'{"instances": [1.0]}', 400,
+     "Failed to process element: 0 of 'instances' list. Error: INVALID_ARGUMENT: JSON Value: 1.0 Type: Number is "
+     "not of expected type: string"),
+    (f"/v1/models/{NAME}:predict", _raw_columns(fare=["x"]), 400,
+     'JSON Value: "x" Type: String is not of expected type: float'),
+    # Missing and extra inputs, and tensors whose shapes do not agree.
+    (f"/v1/models/{NAME}:predict", _raw_rows(driver_id=1), 400,
+     "Failed to process element: 1 key: driver_id of 'instances' list. Error: INVALID_ARGUMENT: JSON object: does "
+     "not have named input: driver_id"),
+    (f"/v1/models/{NAME}:predict", _raw_rows(fare=[1.0]), 400,
+     "Failed to process element: 1 key: fare of 'instances' list. Error: INVALID_ARGUMENT: Expecting shape [] but "
+     "got: [1]"),
+    (f"/v1/models/{NAME}:predict", _raw_columns(fare=[[1.0], 2.0]), 400, "JSON Value: 2.0 found at incorrect level"),
+    (f"/v1/models/{NAME}:predict", b'{"signature_name": 3, "instances": [1]}', 400,
+     "'signature_name' key must be a string value."),
 ])
 def test_rest_bad_requests_get_the_contract_error(served, path, body, status, message):
     server, *_ = served
@@ -108,6 +148,91 @@ def test_rest_bad_requests_get_the_contract_error(served, path, body, status, me
     assert reply.status_code == status, reply.text
     assert message in reply.json()["error"]
     assert requests.get(_url(server, f"/v1/models/{NAME}"), timeout=10).status_code == 200, "server must stay up"
+
+
+def test_rest_columnar_request_ignores_keys_no_input_has(served):
+    server, *_ = served
+    url = _url(server, f"/v1/models/{NAME}:predict")
+    plain = requests.post(url, data=_raw_columns(), timeout=10)
+    with_extra = requests.post(url, data=_raw_columns(driver_id=[1]), timeout=10)
+    assert plain.status_code == with_extra.status_code == 200, with_extra.text
+    assert with_extra.json() == plain.json()
+
+
+def test_rest_body_over_the_size_limit_gets_a_json_error(served):
+    server, *_ = served
+    reply = requests.post(_url(server, f"/v1/models/{NAME}:predict"), data=b" " * (64 * 1024 * 1024 + 1),
+                          timeout=60)
+    assert reply.status_code == 413
+    assert reply.json() == {"error": "The request body is larger than this server's limit of 67108864 bytes: "
+                                     "send fewer rows per request."}
+    assert requests.get(_url(server, f"/v1/models/{NAME}"), timeout=10).status_code == 200, "server must stay up"
+
+
+def _predict_request(name=NAME, **inputs) -> predict_pb2.PredictRequest:
+    request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=name))
+    for alias, value in inputs.items():
+        request.inputs[alias].CopyFrom(tf.make_tensor_proto(value))
+    return request
+
+
+def _with_spec(request: predict_pb2.PredictRequest, **spec) -> predict_pb2.PredictRequest:
+    for field, value in spec.items():
+        if field == "version":
+            request.model_spec.version.value = value
+        else:
+            setattr(request.model_spec, field, value)
+    return request
+
+
+EXAMPLE = row_to_example({"fare": "5.0"}).SerializeToString()
+
+
+@pytest.mark.parametrize("request_, code, message", [
+    (_predict_request(examples=[1.0, 2.0]), grpc.StatusCode.INVALID_ARGUMENT,
+     "Expects arg[0] to be string but float is provided"),
+    (_predict_request(), grpc.StatusCode.INVALID_ARGUMENT,
+     "input size does not match signature: 0!=1 len({}) != len({examples}). Sent extra: {}. "
+     "Missing but required: {examples}."),
+    (_predict_request(examples=[EXAMPLE], x=[1.0]), grpc.StatusCode.INVALID_ARGUMENT,
+     "input size does not match signature: 2!=1 len({examples,x}) != len({examples}). Sent extra: {x}. "
+     "Missing but required: {}."),
+    (_predict_request(example=[EXAMPLE]), grpc.StatusCode.INVALID_ARGUMENT,
+     "Signature input alias: examples not found in request"),
+    (_predict_request(name="", examples=[EXAMPLE]), grpc.StatusCode.INVALID_ARGUMENT,
+     "ModelSpec has no name specified."),
+    (_predict_request(name="../etc", examples=[EXAMPLE]), grpc.StatusCode.NOT_FOUND,
+     "Servable not found for request: Latest(../etc)"),
+    (_with_spec(_predict_request(examples=[EXAMPLE]), version=7), grpc.StatusCode.NOT_FOUND,
+     f"Servable not found for request: Specific({NAME}, 7)"),
+    (_with_spec(_predict_request(examples=[EXAMPLE]), version_label="nope"), grpc.StatusCode.INVALID_ARGUMENT,
+     "Unrecognized servable version label: nope"),
+    (_with_spec(_predict_request(examples=[EXAMPLE]), signature_name="nope"), grpc.StatusCode.FAILED_PRECONDITION,
+     'Serving signature key "nope" not found.'),
+    (_predict_request(examples=[b"not an example"]), grpc.StatusCode.INVALID_ARGUMENT, "not an example"),
+], ids=["wrong dtype", "no input", "extra input", "wrong input name", "no model name", "../ in the model name",
+        "unknown version", "unknown label", "unknown signature", "not a tf.Example"])
+def test_grpc_bad_requests_get_the_contract_status(served, request_, code, message):
+    server, *_ = served
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as failure:
+            stub.Predict(request_, timeout=10)
+        assert failure.value.code() == code
+        assert message in failure.value.details()
+        assert stub.Predict(_predict_request(examples=[EXAMPLE]), timeout=10).outputs[OUTPUT_KEY].float_val, \
+            "server must stay up"
+
+
+def test_grpc_message_over_the_size_limit_is_refused(served):
+    server, *_ = served
+    options = [("grpc.max_send_message_length", 128 * 1024 * 1024)]
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}", options=options) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as failure:
+            stub.Predict(_predict_request(examples=[b"x" * (64 * 1024 * 1024 + 1)]), timeout=60)
+        assert failure.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert stub.Predict(_predict_request(examples=[EXAMPLE]), timeout=10).outputs[OUTPUT_KEY].float_val
 
 
 def test_rest_routing_errors(served):
