@@ -36,7 +36,6 @@ import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 import requests  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 from tensorflow_serving.apis import predict_pb2  # noqa: E402
 
 from serving import signature_calls  # noqa: E402
@@ -151,12 +150,45 @@ async def _rest_load(port: int, body: bytes, concurrency: int, seconds: float):
 def _light_loads(row: dict[str, str], grpc_port: int, rest_port: int) -> dict:
     """api -> measure(concurrency, seconds) with the light load generator."""
     example = row_to_example(row).SerializeToString()
+    body = json.dumps({"instances": [{"b64": base64.b64encode(example).decode()}]}).encode()
+    request = _predict_request_bytes(row)
+    return {"gRPC": lambda c, s: asyncio.run(_grpc_load(grpc_port, request, c, s)),
+            "REST": lambda c, s: asyncio.run(_rest_load(rest_port, body, c, s))}
+
+
+# ---- The transport alone ----------------------------------------------------------------
+# A bare grpc.aio server in its own process that sends each request's bytes back: what a
+# gRPC round trip costs on this machine before any server does any work.
+
+ECHO_SERVER = """
+import asyncio, grpc
+
+async def echo(request, context):
+    return request
+
+async def main():
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
+        "bench.Echo", {"Call": grpc.unary_unary_rpc_method_handler(echo)})])
+    print(server.add_insecure_port("127.0.0.1:0"), flush=True)
+    await server.start()
+    await server.wait_for_termination()
+
+asyncio.run(main())
+"""
+
+
+def _start_echo_server() -> tuple[subprocess.Popen, int]:
+    server = subprocess.Popen([sys.executable, "-c", ECHO_SERVER], stdout=subprocess.PIPE, text=True)
+    return server, int(server.stdout.readline())
+
+
+def _predict_request_bytes(row: dict[str, str]) -> bytes:
     request = predict_pb2.PredictRequest()
     request.model_spec.name, request.model_spec.signature_name = NAME, "serving_default"
+    example = row_to_example(row).SerializeToString()
     request.inputs["examples"].CopyFrom(to_tensor_proto(np.array([example], dtype=object)))
-    body = json.dumps({"instances": [{"b64": base64.b64encode(example).decode()}]}).encode()
-    return {"gRPC": lambda c, s: asyncio.run(_grpc_load(grpc_port, request.SerializeToString(), c, s)),
-            "REST": lambda c, s: asyncio.run(_rest_load(rest_port, body, c, s))}
+    return request.SerializeToString()
 
 
 # ---- Targets from paired rounds --------------------------------------------------------
@@ -183,8 +215,8 @@ def _latency_targets(paired: dict) -> list[str]:
         figure = statistics.median(overheads)
         lines.append(f"  {api} p50 overhead at c=1: {figure:.2f} ms (target <= {limit} ms: "
                      f"{'met' if figure <= limit else 'NOT met'}; {_spread(overheads)})")
-    transport = [1000 * statistics.median(latencies) for latencies, _ in paired["gRPC health Check"]]
-    lines.append(f"    for scale: a gRPC call that does nothing (health Check, same client) takes "
+    transport = [1000 * statistics.median(latencies) for latencies, _ in paired["gRPC echo"]]
+    lines.append(f"    for scale: the same request bytes echoed by a bare grpc.aio server in its own process take "
                  f"{statistics.median(transport):.2f} ms p50 ({_spread(transport)})")
     return lines
 
@@ -199,14 +231,14 @@ def _throughput_targets(paired: dict) -> list[str]:
     return lines
 
 
-def _latency_measures(in_process, clients: dict, row) -> dict:
-    """Concurrency-1 measures for the latency targets: the floor, both clients, and an empty gRPC call."""
-    health = health_pb2_grpc.HealthStub(clients["gRPC"].channel)
+def _latency_measures(in_process, clients: dict, row, echo_port: int) -> dict:
+    """Concurrency-1 measures for the latency targets: the floor, both clients, and the bare transport."""
     measures = {"in-process": in_process}
     for api, client in clients.items():
         measures[api] = lambda seconds, client=client: _measure(lambda: client.predict(row), 1, seconds)
-    measures["gRPC health Check"] = lambda seconds: _measure(
-        lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=10), 1, seconds)
+    echo = grpc.insecure_channel(f"127.0.0.1:{echo_port}").unary_unary("/bench.Echo/Call")
+    request = _predict_request_bytes(row[0])
+    measures["gRPC echo"] = lambda seconds: _measure(lambda: echo(request, timeout=10), 1, seconds)
     return measures
 
 
@@ -258,8 +290,13 @@ def main() -> int:
                     _throughput_measures(in_process, row[0], grpc_port, rest_port, args.seconds),
                     args.rounds, round_seconds))
             else:
-                targets += _latency_targets(_paired_rounds(
-                    _latency_measures(in_process, clients, row), args.rounds, round_seconds))
+                echo_server, echo_port = _start_echo_server()
+                try:
+                    targets += _latency_targets(_paired_rounds(
+                        _latency_measures(in_process, clients, row, echo_port), args.rounds, round_seconds))
+                finally:
+                    echo_server.kill()
+                    echo_server.wait()
         finally:
             for client in clients.values():
                 client.close()
