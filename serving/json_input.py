@@ -24,12 +24,10 @@ from serving.errors import ServingError, invalid
 from serving.json_output import format_float
 from serving.signature_calls import dtype_name
 
-_FLOAT_LIMITS = {tf.float32: (2 ** 24 - 1, float(np.finfo(np.float32).max)), tf.float64: (2 ** 53 - 1, None)}
-_INTEGER_RANGES = {
-    tf.int8: (-2 ** 31, 2 ** 31 - 1), tf.int16: (-2 ** 31, 2 ** 31 - 1), tf.int32: (-2 ** 31, 2 ** 31 - 1),
-    tf.uint8: (-2 ** 31, 2 ** 31 - 1),  # TF Serving lets any int32 through for the narrow types
-    tf.int64: (-2 ** 63, 2 ** 63 - 1), tf.uint32: (0, 2 ** 32 - 1), tf.uint64: (0, 2 ** 64 - 1),
-}
+# (largest integer held exactly, largest magnitude) of the float inputs, as TF Serving's IsLosslessDecimal.
+_FLOAT_LIMITS = {tf.float32: (2 ** 24 - 1, float(np.finfo(np.float32).max)), tf.float64: (2 ** 53 - 1, math.inf)}
+# Integers must fit the input's type (TF Serving lets int32 values wrap into int8, int16 and uint8).
+_INTEGER_TYPES = (tf.int8, tf.int16, tf.int32, tf.int64, tf.uint8, tf.uint32, tf.uint64)
 
 
 def parse_json_body(body: bytes) -> dict:
@@ -97,15 +95,17 @@ def _leaf(value: Any, dtype: tf.DType) -> Any:
         if not is_number:
             raise _type_error(value, dtype)
         largest_exact_integer, largest = _FLOAT_LIMITS[dtype]
-        lossy = (abs(value) > largest_exact_integer if isinstance(value, int)
-                 else largest is not None and np.isfinite(value) and abs(value) > largest)
+        if isinstance(value, int):
+            lossy = abs(value) > largest_exact_integer
+        else:
+            lossy = math.isfinite(value) and abs(value) > largest
         if lossy:
             raise invalid(f"Cannot convert JSON value: {json_text(value)} to {dtype_name(dtype)} "
                           "without loss of precision.")
         return value
-    if dtype in _INTEGER_RANGES:
-        low, high = _INTEGER_RANGES[dtype]
-        if not (is_number and isinstance(value, int) and low <= value <= high):
+    if dtype in _INTEGER_TYPES:
+        limits = np.iinfo(dtype.as_numpy_dtype)
+        if not (is_number and isinstance(value, int) and limits.min <= value <= limits.max):
             raise _type_error(value, dtype)
         return value
     if dtype == tf.bool:

@@ -9,7 +9,7 @@ from serving.json_input import json_inputs, tensor
 
 
 @pytest.mark.parametrize("value, dtype, expected", [
-    ([1, 2.5, float("nan")], tf.float32, np.array([1, 2.5, np.nan], np.float32)),
+    ([1, 2.5, float("nan"), float("-inf")], tf.float32, np.array([1, 2.5, np.nan, -np.inf], np.float32)),
     ([[1, 2], [3, 4]], tf.int64, np.array([[1, 2], [3, 4]], np.int64)),
     (2 ** 53 - 1, tf.float64, np.array(2 ** 53 - 1, np.float64)),
     ([True, False], tf.bool, np.array([True, False])),
@@ -27,6 +27,7 @@ def test_values_that_fit_their_input(value, dtype, expected):
     (1.0, tf.int64, "JSON Value: 1.0 Type: Number is not of expected type: int64"),
     (2 ** 31, tf.int32, "JSON Value: 2147483648 Type: Number is not of expected type: int32"),
     (-1, tf.uint32, "JSON Value: -1 Type: Number is not of expected type: uint32"),
+    (300, tf.int8, "JSON Value: 300 Type: Number is not of expected type: int8"),
     (1, tf.bool, "JSON Value: 1 Type: Number is not of expected type: bool"),
     (None, tf.float32, "JSON Value: null Type: Null is not of expected type: float"),
     ({"x": 1}, tf.float32, "Type: Object is not of expected type: float"),
@@ -34,6 +35,7 @@ def test_values_that_fit_their_input(value, dtype, expected):
     ({"b64": "***"}, tf.string, "Unable to base64 decode"),
     (2 ** 24, tf.float32, "Cannot convert JSON value: 16777216 to float without loss of precision."),
     (1e39, tf.float32, "to float without loss of precision."),
+    (10 ** 400, tf.float64, "to double without loss of precision."),
     ([[1, 2], [3]], tf.float32, "Encountered list at unexpected size: 1 at level: 1 expected size: 2"),
     ([[1], 2], tf.float32, "JSON Value: 2 found at incorrect level: 2 in the JSON DOM. Expected at level: 2"),
     ([1, [2]], tf.float32, "Encountered list at unexpected level: 1 expected < 1"),
