@@ -170,8 +170,9 @@ async def main():
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
         "bench.Echo", {"Call": grpc.unary_unary_rpc_method_handler(echo)})])
-    print(server.add_insecure_port("127.0.0.1:0"), flush=True)
+    port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
+    print(port, flush=True)  # only once it accepts calls
     await server.wait_for_termination()
 
 asyncio.run(main())
