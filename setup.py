@@ -10,6 +10,8 @@ setup(
     version="0.1.0",
     description="Production TFX pipeline that predicts big tips on Chicago taxi trips",
     python_requires=">=3.11",
-    packages=find_packages(include=["pipeline", "pipeline.*", "models", "models.*", "serving", "serving.*"]),
-    entry_points={"console_scripts": ["taxi-pipeline=pipeline.cli:main"]},
+    packages=find_packages(include=["pipeline", "pipeline.*", "models", "models.*", "serving", "serving.*",
+                                    "data"]),
+    py_modules=["tf_environment"],
+    entry_points={"console_scripts": ["taxi-pipeline=pipeline.cli.main:main"]},
 )

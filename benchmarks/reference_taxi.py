@@ -7,19 +7,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import pathlib
 import sys
 import time
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import logging as absl_logging  # noqa: E402
 from tfx.examples.chicago_taxi_pipeline import taxi_pipeline_native_keras as reference  # noqa: E402
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner  # noqa: E402
 
-from pipeline.progress import ComponentProgress  # noqa: E402
+import tf_environment  # noqa: F401,E402  (before anything imports TensorFlow)
+from pipeline.runners.progress import ComponentProgress  # noqa: E402
 
 EXAMPLE_DIR = pathlib.Path(reference.__file__).parent
 # The example's own Beam settings: multi-processing, one worker per core.

@@ -155,8 +155,6 @@ def run_measured(command: list[str], log_path: pathlib.Path, label: str) -> dict
 
 def _floor(csv_path: str, work: pathlib.Path) -> None:
     """Runs in a child process; prints progress lines in the runner's format."""
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import apache_beam as beam
     import tensorflow_data_validation as tfdv
     import tensorflow_transform.beam as tft_beam
@@ -164,6 +162,7 @@ def _floor(csv_path: str, work: pathlib.Path) -> None:
     from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
     from tfx_bsl.public import tfxio
 
+    import tf_environment  # noqa: F401  (before anything imports TensorFlow)
     from models.preprocessing import preprocessing_fn
 
     # The pipeline's in_memory profile: one process, no worker start-up.
@@ -399,7 +398,7 @@ def main() -> None:
         print(f"\nPlot: {args.plot}")
         return
 
-    from pipeline import synthetic
+    from data import synthetic
 
     sizes = sorted({int(float(text)) for text in args.sizes.split(",") if text.strip()})
     profiles = [name.strip() for name in args.profiles.split(",") if name.strip()]

@@ -28,9 +28,6 @@ import subprocess
 import sys
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import aiohttp  # noqa: E402
 import grpc  # noqa: E402
 import numpy as np  # noqa: E402
@@ -38,6 +35,7 @@ import requests  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow_serving.apis import predict_pb2  # noqa: E402
 
+import tf_environment  # noqa: F401,E402  (before anything imports TensorFlow)
 from serving import signature_calls  # noqa: E402
 from serving.clients import GrpcClient, RestClient  # noqa: E402
 from serving.examples import (

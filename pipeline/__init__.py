@@ -1,9 +1,18 @@
-"""The taxi-tip TFX pipeline: configuration, components, runners and the command line."""
+"""The taxi-tip TFX pipeline: settings, wiring, components by concern, runners and the command line.
 
-import os as _os
+At the top: pipeline.py (create_pipeline, wiring only), prepare.py (the file-system work
+a definition needs, done once), config.py (PipelineConfig), resolvers.py (the three
+resolver strategies), artifacts.py (artifact types and the node, split, file and
+signature names), metadata.py (reading runs from ML Metadata). Then one folder per concern:
 
-# TensorFlow 2.16 defaults to Keras 3, which TFX 1.16 and TFMA cannot use; tf-keras (Keras 2)
-# is picked only if this is set before TensorFlow is first imported.
-_os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-# TensorFlow's C++ start-up notices (CUDA not found, CPU features) are not actionable here.
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+- ingest/: which spans a run reads, CsvCheck, the Arrow ExampleGen executor;
+- data_validation/: statistics, drift/skew/volume measures, findings, DataGate, the data report;
+- evaluation/: the TFMA config, slice floors, the blessing decision, ServabilityCheck;
+- runners/: local (LocalDagRunner), Airflow (DAG in runners/airflow_dags/), Kubeflow, Beam profiles;
+- governance/: runs, lineage, rollback, model cards, batch prediction;
+- cli/: `taxi-pipeline`.
+
+How to add a component: see ingest/csv_check.py (a component) beside ingest/csv_rules.py
+(its logic), then wire it in pipeline.py and name its node id in artifacts.py.
+"""
+import tf_environment  # noqa: F401  (before anything imports TensorFlow)

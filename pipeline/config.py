@@ -9,12 +9,11 @@ import dataclasses
 import json
 import pathlib
 import re
+import tomllib
 from typing import Any, Union
 
-import tomllib
-
-from pipeline import beam
-from pipeline.spans import parse_window
+from pipeline.ingest.spans import parse_window
+from pipeline.runners import beam_profiles
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -49,8 +48,11 @@ class PipelineConfig:
     tune: bool = False
     tuner_trials: int = 4
     tuner_steps: int = 100
-    # Trainer's run_fn as a dotted path: another model module (or a test's) plugs in here.
+    # The model code TFX calls, as dotted paths: Transform's preprocessing_fn, Trainer's
+    # run_fn and Tuner's tuner_fn. Another model module (or a test's) plugs in here.
+    preprocessing_fn: str = "models.preprocessing.preprocessing_fn"
     run_fn: str = "models.model.run_fn"
+    tuner_fn: str = "models.tuning.tuner_fn"
     # Blessing: the candidate's overall AUC must reach this...
     min_auc: float = 0.7
     # ...and may not fall more than this below the latest blessed model's AUC.
@@ -60,7 +62,7 @@ class PipelineConfig:
     # min_slice_auc. AUC ranks positives against negatives: with fewer of either it is noise.
     min_slice_auc: float = 0.55
     min_slice_examples: int = 50
-    # Beam runner profile and its settings, see pipeline/beam.py.
+    # Beam runner profile and its settings, see pipeline/runners/beam_profiles.py.
     beam_profile: str = "in_memory"
     beam_workers: int = 0
     beam_job_endpoint: str = ""
@@ -134,7 +136,7 @@ def is_local(path: str) -> bool:
 
 
 def beam_pipeline_args(config: PipelineConfig) -> list[str]:
-    return beam.beam_pipeline_args(config.beam_profile, config.beam_workers, config.beam_job_endpoint,
+    return beam_profiles.beam_pipeline_args(config.beam_profile, config.beam_workers, config.beam_job_endpoint,
                                    config.gcp_project, config.gcp_region, config.beam_temp_location)
 
 

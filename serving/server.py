@@ -24,8 +24,7 @@ import warnings
 # Google Cloud client libraries (pulled in by TensorFlow's dependencies) warn about Python
 # and grpcio versions at import; nothing an operator can act on.
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"google(\..*)?$")
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tf_environment  # noqa: F401,E402  (before anything imports TensorFlow)
 
 import grpc  # noqa: E402
 from aiohttp import web  # noqa: E402

@@ -1,13 +1,11 @@
 """Shared test data: small slices of the shipped taxi spans."""
 from __future__ import annotations
 
-import os
 import pathlib
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import pytest
+
+import tf_environment  # noqa: F401,E402  (before anything imports TensorFlow)
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SHIPPED_SPANS = REPO / "data" / "taxi"

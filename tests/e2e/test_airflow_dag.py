@@ -11,9 +11,10 @@ import tempfile
 import pytest
 
 from pipeline import metadata
-from pipeline.airflow_runner import airflow_environment, build_dag, run_with_airflow
 from pipeline.config import load_config, to_toml
 from pipeline.pipeline import create_pipeline
+from pipeline.prepare import prepare
+from pipeline.runners.airflow_runner import airflow_environment, build_dag, run_with_airflow
 from tests.conftest import SMALL_RUN_SETTINGS, shipped_lines, write_span
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -63,7 +64,7 @@ def test_dag_file_imports_without_errors(home):
 def test_dag_tasks_and_edges_are_the_pipelines(home):
     config = _config(home)
     dag = build_dag(config)
-    components = create_pipeline(config).components
+    components = create_pipeline(config, prepare(config)).components
     assert set(dag.task_ids) == {component.id for component in components}
     for component in components:
         assert dag.get_task(component.id).upstream_task_ids == {up.id for up in component.upstream_nodes}

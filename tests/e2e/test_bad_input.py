@@ -18,7 +18,7 @@ import pytest
 
 from pipeline import metadata
 from pipeline.config import load_config
-from pipeline.local_runner import run_local
+from pipeline.runners.local_runner import run_local
 from tests.conftest import SMALL_RUN_SETTINGS, write_span
 from tests.data_cases import drifted, edit_column, rows, without_column
 

@@ -13,9 +13,10 @@ import pathlib
 import pytest
 import tensorflow as tf
 
-from pipeline import cli, metadata
+from pipeline import metadata
+from pipeline.cli.main import main as cli
 from pipeline.config import load_config
-from pipeline.local_runner import run_local
+from pipeline.runners.local_runner import run_local
 from serving.warmup import WARMUP_FILE
 from tests.conftest import shipped_lines, write_span
 

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from pipeline import metadata
 from pipeline.config import load_config
-from pipeline.local_runner import run_local
+from pipeline.runners.local_runner import run_local
 from serving.examples import read_csv_rows
 from tests.conftest import SMALL_RUN_SETTINGS, shipped_lines, write_span
 from tests.signature_checks import predict_both_ways

@@ -15,8 +15,8 @@ from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import proto_utils
 
-from pipeline import fast_csv_example_gen
-from pipeline.span_statistics import load_schema
+from pipeline.data_validation.statistics_io import load_schema
+from pipeline.ingest import fast_csv_example_gen
 from tests.conftest import SCHEMA, SHIPPED_SPANS
 
 pytestmark = pytest.mark.slow

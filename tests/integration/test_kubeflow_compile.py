@@ -3,9 +3,10 @@ import json
 
 import pytest
 
-from pipeline.cli import main
+from pipeline.cli.main import main
 from pipeline.config import load_config
 from pipeline.pipeline import create_pipeline
+from pipeline.prepare import prepare
 
 CLUSTER = ["data_root=gs://taxi-bucket/data", "output_root=gs://taxi-bucket/out", "beam_profile=dataflow",
            "gcp_project=taxi-project", "gcp_region=europe-west4", "beam_temp_location=gs://taxi-bucket/tmp",
@@ -23,7 +24,8 @@ def spec(tmp_path_factory):
 
 
 def test_every_component_is_a_task(spec):
-    components = {c.id for c in create_pipeline(load_config(None, CLUSTER), kubeflow=True).components}
+    cluster = load_config(None, CLUSTER)
+    components = {c.id for c in create_pipeline(cluster, prepare(cluster), kubeflow=True).components}
     tasks = set(spec["root"]["dag"]["tasks"])
     resolvers = {c for c in components if c.endswith("_resolver")}
     # The compiler names a resolver's tasks after it, with suffixes of its own.

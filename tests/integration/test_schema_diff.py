@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.cli import main
+from pipeline.cli.main import main
 from tests.conftest import SHIPPED_SPANS, write_span
 from tests.data_cases import edit_column, rows, without_column
 

@@ -10,7 +10,7 @@ import pytest
 import tensorflow_data_validation as tfdv
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline import synthetic
+from data import synthetic
 from tests.conftest import SCHEMA
 
 pytestmark = pytest.mark.slow

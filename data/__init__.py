@@ -1,0 +1,1 @@
+"""Data tools: the synthetic span generator (`taxi-pipeline generate`) and the script that cut the shipped spans."""

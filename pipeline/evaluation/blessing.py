@@ -1,0 +1,112 @@
+"""Why Evaluator blessed a candidate or not, in words: metric, slice, value and threshold.
+
+TFMA's ValidationResult lists failed thresholds in its own terms (a shortfall metric, a
+diff key); this module turns them, and on success the closest margins, into the lines
+the CLI prints and the tests read.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow_model_analysis as tfma
+
+from pipeline.config import PipelineConfig
+from pipeline.evaluation import slice_floor
+
+
+@dataclasses.dataclass
+class Finding:
+    metric: str
+    slice: str
+    value: float
+    threshold: str  # e.g. ">= 0.7"
+    passed: bool
+
+    def __str__(self) -> str:
+        verdict = "meets" if self.passed else "FAILS"
+        return f"{self.metric} on {self.slice} = {self.value:.4f} {verdict} {self.threshold}"
+
+
+@dataclasses.dataclass
+class Decision:
+    blessed: bool
+    findings: list[Finding]  # the failures when not blessed, the closest margins when blessed
+
+    @property
+    def deciding(self) -> Finding | None:
+        return self.findings[0] if self.findings else None
+
+
+def slice_name(slice_key) -> str:
+    """'payment_type=Cash' style name of a serialized TFMA slice key; 'overall' for the empty key."""
+    parts = []
+    for part in slice_key.single_slice_keys:
+        kind = part.WhichOneof("kind")
+        value = getattr(part, kind) if kind else ""
+        parts.append(f"{part.column}={value.decode() if isinstance(value, bytes) else value}")
+    return ", ".join(parts) or "overall"
+
+
+def gated_slices(table: dict, config: PipelineConfig) -> dict[str, float]:
+    """{slice: AUC} of the slices the floor applies to: enough examples of each class."""
+    gated = {}
+    for name, row in table.items():
+        count, mean_label, auc = (row.get((key, False)) for key in ("example_count", "mean_label", "auc"))
+        if name == "overall" or None in (auc, count, mean_label):
+            continue
+        if not slice_floor.is_gated(count, mean_label, config.min_slice_examples):
+            continue
+        gated[name] = auc
+    return gated
+
+
+def decide(evaluation_uri: str, table: dict, config: PipelineConfig) -> Decision:
+    """The blessing Evaluator wrote under `evaluation_uri`, explained against `config`'s thresholds."""
+    validation = tfma.load_validation_result(evaluation_uri)
+    floor = (f">= {config.min_slice_auc} (min_slice_auc, on slices with >= {config.min_slice_examples} "
+             "examples of each class)")
+    if not validation.validation_ok:
+        findings = []
+        for per_slice in validation.metric_validations_per_slice:
+            name = slice_name(per_slice.slice_key)
+            row = table.get(name, {})
+            for failure in per_slice.failures:
+                key, value = failure.metric_key, failure.metric_value.double_value.value
+                if key.name == slice_floor.NAME:
+                    count = row.get(("example_count", False), 0)
+                    findings.append(Finding("AUC", f"{name} ({count:.0f} examples)",
+                                            row.get(("auc", False), config.min_slice_auc - value), floor, False))
+                elif key.is_diff:
+                    findings.append(Finding(f"{_display(key.name)} (change vs baseline)", name, value,
+                                            f">= {-config.max_auc_drop} (max_auc_drop {config.max_auc_drop})", False))
+                else:
+                    findings.append(Finding(_display(key.name), name, value, f">= {config.min_auc} (min_auc)", False))
+        # The failure furthest below its threshold first: it is what decided.
+        findings.sort(key=lambda f: f.value - _bound(f.threshold))
+        if not findings:  # TFMA failed without a per-slice failure, e.g. a missing baseline metric
+            findings.append(Finding("validation", "overall", float("nan"), str(validation).strip()[:200], False))
+        return Decision(False, findings)
+    overall = table.get("overall", {})
+    findings = []
+    if ("auc", False) in overall:
+        findings.append(Finding("AUC", "overall", overall[("auc", False)], f">= {config.min_auc} (min_auc)", True))
+    if ("auc", True) in overall:
+        findings.append(Finding("AUC (change vs baseline)", "overall", overall[("auc", True)],
+                                f">= {-config.max_auc_drop} (max_auc_drop {config.max_auc_drop})", True))
+    gated = gated_slices(table, config)
+    if gated:
+        lowest = min(gated, key=gated.get)
+        count = table[lowest].get(("example_count", False), 0)
+        findings.append(Finding("AUC", f"{lowest} ({count:.0f} examples; lowest of {len(gated)} gated slices)",
+                                gated[lowest], floor, True))
+    # The finding with the smallest margin decided it: listed first.
+    findings.sort(key=lambda f: f.value - _bound(f.threshold))
+    return Decision(True, findings)
+
+
+def _display(metric_name: str) -> str:
+    return "AUC" if metric_name == "auc" else metric_name
+
+
+def _bound(threshold: str) -> float:
+    return float(threshold.split()[1])

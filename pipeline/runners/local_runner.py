@@ -1,0 +1,110 @@
+"""Run the pipeline with TFX's LocalDagRunner, showing progress and the outcome."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import pathlib
+import sys
+import time
+from typing import Iterator, TextIO
+
+from absl import logging as absl_logging
+from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+
+from pipeline import metadata
+from pipeline.config import PipelineConfig
+from pipeline.evaluation import outcome
+from pipeline.pipeline import create_pipeline
+from pipeline.prepare import prepare
+from pipeline.runners.progress import ComponentProgress
+
+
+@dataclasses.dataclass
+class RunResult:
+    run_id: str | None
+    succeeded: bool
+    seconds: float
+    durations: dict[str, float]
+    pushed_version: str | None  # path of the version written to the serving dir
+    error: str | None = None
+    log_path: str = ""
+
+
+@contextlib.contextmanager
+def _logs_to_file(path: pathlib.Path, progress: logging.Handler) -> Iterator[None]:
+    """Send TFX's detailed log to `path`; the terminal keeps progress lines and errors."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    file_handler = logging.FileHandler(path)
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    absl_logging.set_verbosity(absl_logging.INFO)
+    # Python warnings and TensorFlow's own logger go to the file too.
+    logging.captureWarnings(True)
+    tf_handlers = logging.getLogger("tensorflow").handlers
+    quieted = [(handler, handler.level)
+               for handler in root.handlers + tf_handlers + [absl_logging.get_absl_handler()]]
+    for handler, level in quieted:
+        handler.setLevel(max(level, logging.ERROR))
+    root.addHandler(progress)
+    root.addHandler(file_handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(progress)
+        root.removeHandler(file_handler)
+        file_handler.close()
+        for handler, level in quieted:
+            handler.setLevel(level)
+        logging.captureWarnings(False)
+
+
+def run_local(config: PipelineConfig, out: TextIO = sys.stdout) -> RunResult:
+    """Run once. Failures (a stopped gate, a broken component) come back in the result."""
+    tfx_pipeline = create_pipeline(config, prepare(config))
+    log_path = pathlib.Path(config.output_root) / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    progress = ComponentProgress(total=len(tfx_pipeline.components), out=out)
+    print(f"Running pipeline {config.pipeline_name} on {config.data_root} (spans: {config.spans}); "
+          f"log: {log_path}", file=out, flush=True)
+    before = set(_run_ids(config))
+    started = time.monotonic()
+    error = pushed = None
+    with _logs_to_file(log_path, progress):
+        try:
+            LocalDagRunner().run(tfx_pipeline)
+        except Exception as exc:  # reported below, naming the component that failed
+            error = f"{progress.running or 'the pipeline'} failed: {exc}"
+        seconds = time.monotonic() - started
+        new_runs = [run for run in _run_ids(config) if run not in before]
+        run_id = new_runs[-1] if new_runs else None
+        if error is None and run_id:
+            report = outcome.describe(config, run_id)
+            print(report.text, file=out, flush=True)
+            pushed = report.pushed_version
+            if pushed:
+                _write_model_card(config, pushed, out)
+    if error:
+        print(f"\nRun stopped after {seconds:.1f} s: {error}\nNothing was pushed; the serving dir "
+              f"{config.serving_dir} is unchanged. Full log: {log_path}", file=out, flush=True)
+    else:
+        print(f"Run {run_id} finished in {seconds:.1f} s.", file=out, flush=True)
+    return RunResult(run_id, error is None, seconds, progress.durations, pushed, error, str(log_path))
+
+
+def _write_model_card(config: PipelineConfig, pushed: str, out: TextIO) -> None:
+    from pipeline.governance import model_card
+
+    version = os.path.basename(pushed.rstrip("/"))
+    try:
+        paths = model_card.write(config, version)
+    except Exception as error:  # the push stands; the card can be written again later
+        print(f"Model card not written ({error}); retry with `taxi-pipeline card {version}`", file=out, flush=True)
+        return
+    print(f"Model card: {paths[1]} (evaluation report: {paths[2]})", file=out, flush=True)
+
+
+def _run_ids(config: PipelineConfig) -> list[str]:
+    if not os.path.exists(config.metadata_path):
+        return []
+    return metadata.run_ids(metadata.open_store(config.metadata_path), config.pipeline_name)
