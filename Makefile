@@ -5,7 +5,7 @@ UV_VERSION := 0.13.9
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test chromium serve lock bench clean
+.PHONY: run test lint chromium serve lock bench clean
 
 $(VENV)/.installed: requirements.lock setup.py
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
@@ -18,8 +18,12 @@ $(VENV)/.installed: requirements.lock setup.py
 run: $(VENV)/.installed
 	$(BIN)/taxi-pipeline run $(ARGS)
 
-test: $(VENV)/.installed chromium
+test: lint chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Lint and import order (settings in pyproject.toml); the first thing `make test` runs.
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
 
 # Headless Chromium renders the data report in the tests (Debian's package, needs root or sudo).
 chromium:

@@ -1,7 +1,7 @@
 """Scaling benchmark: how each pipeline stage's time and memory grow with rows, against the library floor.
 
 For each size (default 10^4, 10^5, 10^6 rows) it writes one synthetic span with
-`pipeline.synthetic` and, in the same run:
+`data.synthetic` and, in the same run:
 
 * the floor: in one process, `tfdv.generate_statistics_from_csv` and
   `tft_beam.AnalyzeAndTransformDataset(models.preprocessing.preprocessing_fn)` on the same

@@ -3,7 +3,7 @@
 ExampleValidator compares statistics with the schema only. This component takes the
 newest span's statistics, the previous span's (resolved from ML Metadata), the training
 statistics and, when the config names serving data, that data's statistics, and records
-every comparator of the schema with its measured value (see pipeline/drift.py).
+every comparator of the schema with its measured value (see pipeline/data_validation/drift.py).
 """
 # No `from __future__ import annotations`: TFX reads the @component annotations as types.
 import os

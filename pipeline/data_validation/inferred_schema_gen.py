@@ -3,7 +3,7 @@
 What TFX's SchemaGen does, with the output named `inferred_schema`: TFX's Airflow runner
 names artifacts by output key and run, so SchemaGen's `schema` would collide with the
 curated schema ImportSchemaGen outputs. The inferred schema is never used to validate;
-the data report shows how it differs from the curated one (pipeline/schema_diff.py).
+the data report shows how it differs from the curated one (pipeline/data_validation/schema_diff.py).
 """
 # No `from __future__ import annotations`: TFX reads the @component annotations as types.
 import os

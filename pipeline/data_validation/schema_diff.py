@@ -61,7 +61,7 @@ def diff_span(data_root: str, span: int, curated: schema_pb2.Schema) -> list[str
     import tensorflow_data_validation as tfdv
 
     from pipeline.data_validation.statistics_io import csv_statistics
-    from pipeline.ingest.csv_check import check_spans
+    from pipeline.ingest.csv_rules import check_spans
     from pipeline.ingest.spans import span_files
 
     check_spans(data_root, [span], curated, against_schema=False)

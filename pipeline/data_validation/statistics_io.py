@@ -15,7 +15,7 @@ from tfx.utils import io_utils
 from pipeline.artifacts import STATISTICS_FILE
 
 # Quantile histograms with 50 equal-mass buckets: the drift and skew measures of numeric
-# features are computed on them (pipeline/drift.py); TFDV's default of 10 is too coarse.
+# features are computed on them (pipeline/data_validation/drift.py); TFDV's default of 10 is too coarse.
 QUANTILE_BUCKETS = 50
 
 

@@ -35,7 +35,7 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
             direction=tfma.MetricDirection.HIGHER_IS_BETTER,
             absolute={"value": -config.max_auc_drop - CHANGE_TOLERANCE}))
     # Every slice with min_slice_examples of each class: its AUC may not be below
-    # min_slice_auc (see pipeline/slice_floor.py for why this is a metric of its own).
+    # min_slice_auc (see pipeline/evaluation/slice_floor.py for why this is a metric of its own).
     floor_threshold = tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(upper_bound={"value": 0.0}))
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(
@@ -51,7 +51,7 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
                 tfma.MetricConfig(class_name="Recall"),
                 # Mean prediction / mean label: 1.0 when the probabilities are right on average.
                 tfma.MetricConfig(class_name="Calibration"),
-                # Share of big tips: tells which slices hold both classes (see pipeline/blessing.py).
+                # Share of big tips: tells which slices hold both classes (see pipeline/evaluation/blessing.py).
                 tfma.MetricConfig(class_name="MeanLabel"),
                 tfma.MetricConfig(class_name="MeanPrediction"),
                 # The overall thresholds are tied to the overall slice: a `threshold` would apply

@@ -6,7 +6,7 @@ import pytest
 from pipeline.data_validation import drift
 from pipeline.data_validation.serving_data import serving_statistics
 from pipeline.data_validation.statistics_io import csv_statistics, load_schema
-from pipeline.ingest.csv_check import CsvError, _rows_if_clean, check_csv, check_spans, schema_columns
+from pipeline.ingest.csv_rules import CsvError, _rows_if_clean, check_csv, check_spans, schema_columns
 from tests.conftest import SCHEMA, SHIPPED_SPANS, write_span
 from tests.data_cases import drifted, edit_column, rows, without_column
 

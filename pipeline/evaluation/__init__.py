@@ -1,0 +1,9 @@
+"""Evaluation and release: is the candidate better than what serves, and does it serve?
+
+- eval_config.py: the TFMA EvalConfig (slices, metrics, thresholds from PipelineConfig);
+- slice_floor.py: the per-slice AUC floor, only on slices with enough examples of each class;
+- blessing.py: the blessing decision and what decided it (metric, slice, value, threshold);
+- servability_check.py: ServabilityCheck, the component that gates Pusher on serving;
+- servability.py: its check (the candidate in serving/'s server, over gRPC and REST) and warmup records;
+- outcome.py: the evaluation, blessing and push lines a run prints at its end.
+"""

@@ -1,0 +1,8 @@
+"""The same pipeline on different orchestrators, and the Beam profiles its heavy steps run on.
+
+- local_runner.py: TFX's LocalDagRunner with progress lines (progress.py) and the run's outcome;
+- airflow_runner.py: the Airflow DAG builder and `run --runner airflow` (airflow dags test);
+- airflow_dags/taxi_tips_dag.py: the DAG file to point Airflow's dags_folder at;
+- kubeflow.py: `compile --target kubeflow`, a Kubeflow Pipelines v2 spec;
+- beam_profiles.py: in_memory, multi_processing, flink, spark, dataflow as Beam arguments.
+"""
