@@ -28,25 +28,26 @@ import subprocess
 import sys
 import time
 
-import aiohttp  # noqa: E402
-import grpc  # noqa: E402
-import numpy as np  # noqa: E402
-import requests  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from tensorflow_serving.apis import predict_pb2  # noqa: E402
+import tf_environment  # noqa: F401  (before anything imports TensorFlow)
 
-import tf_environment  # noqa: F401,E402  (before anything imports TensorFlow)
-from serving import signature_calls  # noqa: E402
-from serving.clients import GrpcClient, RestClient  # noqa: E402
-from serving.examples import (
-    read_csv_rows,  # noqa: E402
-    row_to_example,  # noqa: E402
-)
-from serving.model_store import list_versions  # noqa: E402
-from serving.tensor_protos import to_tensor_proto  # noqa: E402
+# isort: split
+import aiohttp
+import grpc
+import numpy as np
+import requests
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2
+
+from models import features as F
+from serving.clients import GrpcClient, RestClient
+from serving.clients.request_encoding import read_csv_rows, row_to_example
+from serving.server import signature_calls
+from serving.server.model_store import list_versions
+from serving.tensor_protos import to_tensor_proto
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 NAME = "taxi-tips"
+TYPES = F.feature_types()
 
 
 def _measure(call, concurrency: int, seconds: float, max_requests: int = 20000) -> tuple[list[float], float]:
@@ -147,7 +148,7 @@ async def _rest_load(port: int, body: bytes, concurrency: int, seconds: float):
 
 def _light_loads(row: dict[str, str], grpc_port: int, rest_port: int) -> dict:
     """api -> measure(concurrency, seconds) with the light load generator."""
-    example = row_to_example(row).SerializeToString()
+    example = row_to_example(row, TYPES).SerializeToString()
     body = json.dumps({"instances": [{"b64": base64.b64encode(example).decode()}]}).encode()
     request = _predict_request_bytes(row)
     return {"gRPC": lambda c, s: asyncio.run(_grpc_load(grpc_port, request, c, s)),
@@ -185,7 +186,7 @@ def _start_echo_server() -> tuple[subprocess.Popen, int]:
 def _predict_request_bytes(row: dict[str, str]) -> bytes:
     request = predict_pb2.PredictRequest()
     request.model_spec.name, request.model_spec.signature_name = NAME, "serving_default"
-    example = row_to_example(row).SerializeToString()
+    example = row_to_example(row, TYPES).SerializeToString()
     request.inputs["examples"].CopyFrom(to_tensor_proto(np.array([example], dtype=object)))
     return request.SerializeToString()
 
@@ -262,7 +263,7 @@ def main() -> int:
         return 2
     row = list(read_csv_rows(str(REPO / "data" / "taxi" / "span-4" / "data.csv")))[:1]
     function = tf.saved_model.load(os.path.join(args.serving_dir, str(versions[-1]))).signatures["serving_default"]
-    inputs = {"examples": np.array([row_to_example(row[0]).SerializeToString()], dtype=object)}
+    inputs = {"examples": np.array([row_to_example(row[0], TYPES).SerializeToString()], dtype=object)}
     for _ in range(20):
         signature_calls.run(function, inputs)
 
@@ -275,8 +276,8 @@ def main() -> int:
     targets = []
     for batching in (False, True):
         server, grpc_port, rest_port = _start_server(args.serving_dir, batching)
-        clients = {"gRPC": GrpcClient(f"127.0.0.1:{grpc_port}", NAME),
-                   "REST": RestClient(f"http://127.0.0.1:{rest_port}", NAME)}
+        clients = {"gRPC": GrpcClient(f"127.0.0.1:{grpc_port}", NAME, TYPES),
+                   "REST": RestClient(f"http://127.0.0.1:{rest_port}", NAME, TYPES)}
         suffix = " batching" if batching else ""
         try:
             for api, client in clients.items():

@@ -65,5 +65,11 @@ UNUSED_COLUMNS = ("trip_start_timestamp",)
 OOV_BUCKETS = 1
 
 
+def feature_types() -> dict[str, str]:
+    """{name: "int" | "float" | "bytes"} of the raw features: how serving/clients' request
+    encoding types a row's cells for this model."""
+    return {f.name: "bytes" if f.dtype == tf.string else "int" if f.dtype.is_integer else "float" for f in FEATURES}
+
+
 def vocabulary_name(feature: Feature) -> str:
     return feature.name + "_vocab"

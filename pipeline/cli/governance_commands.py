@@ -28,7 +28,7 @@ def add_commands(commands, add_config_options) -> None:
     rollback = commands.add_parser(
         "rollback", help="serve an earlier pushed version again",
         description="Copy an earlier pushed (so blessed) version to a new, highest version number in "
-                    "the serving folder, which both tensorflow_model_server and serving/server.py "
+                    "the serving folder, which both tensorflow_model_server and serving/server/ "
                     "then serve under their default `latest` policy; with --model_config, also move "
                     "a version label there. Recorded in ML Metadata: shown by `runs` and `lineage`. "
                     "The next pushed model replaces it as usual.")
@@ -124,7 +124,7 @@ def _rollback(args: argparse.Namespace, config: PipelineConfig) -> int:
 def _predict(args: argparse.Namespace, config: PipelineConfig) -> int:
     from pipeline.config import beam_pipeline_args
     from pipeline.governance.batch_predict import predict_csv
-    from serving.model_store import list_versions
+    from serving.server.model_store import list_versions
 
     versions = list_versions(config.serving_dir)
     version = int(args.version) if args.version else (versions[-1] if versions else None)

@@ -2,7 +2,7 @@
 
 Serving data comes either as CSV files of requests (the training columns without the
 label) or as the model server's request log (TFRecord files of PredictionLog records,
-see serving/request_log.py), whose logged tf.Examples are what clients really sent.
+see serving/server/request_log.py), whose logged tf.Examples are what clients really sent.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def serving_statistics(path: str, schema: schema_pb2.Schema) -> statistics_pb2.D
     csv_files = _csv_files(path)
     if csv_files:
         return csv_statistics(csv_files, schema)
-    from serving.request_log import logged_examples  # only the request-log case needs it
+    from serving.server.request_log import logged_examples  # only the request-log case needs it
 
     with tempfile.TemporaryDirectory() as folder:
         examples_path = os.path.join(folder, "examples.tfrecord")

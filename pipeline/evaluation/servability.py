@@ -1,7 +1,7 @@
 """ServabilityCheck: the candidate must load and answer real requests in our model server.
 
 TFX's InfraValidator needs Docker (or Kubernetes) to start tensorflow_model_server; neither
-is here. This component does the same job with serving/'s server, which speaks the same
+is here. This component does the same job with serving/server/, which speaks the same
 REST and gRPC API: it loads a copy of the candidate with warmup requests built from
 evaluation examples, sends those examples (without their label, as clients do) over gRPC
 and REST, and compares the answers with the model called in-process. Its InfraBlessing
@@ -56,18 +56,24 @@ def eval_rows(examples, limit: int = NUM_EXAMPLES) -> list[dict[str, str]]:
     return rows
 
 
+def serialized_examples(rows: list[dict[str, str]]) -> list[bytes]:
+    """The rows as serialized tf.Examples of the model's raw features, as clients send them."""
+    from serving.clients.request_encoding import serialized_examples as encode
+
+    return encode(rows, F.feature_types())
+
+
 def check_servable(version_path: str, rows: list[dict[str, str]], model_name: str) -> list[str]:
     """Problems found serving `version_path` on loopback; empty when it serves correctly."""
     # Imported here: the server stack (aiohttp, gRPC services) is only needed by this check.
     from serving.clients import GrpcClient, RestClient
-    from serving.examples import row_to_example
-    from serving.model_store import AVAILABLE, ModelStore
-    from serving.server import ModelServer
+    from serving.server.model_server import ModelServer
+    from serving.server.model_store import AVAILABLE, ModelStore
 
     try:
         loaded = tf.saved_model.load(version_path)
         expected = loaded.signatures[artifacts.SERVING_DEFAULT](examples=tf.constant(
-            [row_to_example(row).SerializeToString() for row in rows]))[OUTPUT_KEY].numpy().reshape(-1)
+            serialized_examples(rows)))[OUTPUT_KEY].numpy().reshape(-1)
     except Exception as error:  # any failure here is a finding, not a crash
         return [f"in-process serving_default call failed: {_short(error)}"]
     base = tempfile.mkdtemp(prefix="servability-")
@@ -83,9 +89,11 @@ def check_servable(version_path: str, rows: list[dict[str, str]], model_name: st
                     f"evaluation examples): {_short(detail)}"]
         calls = {
             "gRPC Predict serving_default": lambda: GrpcClient(
-                f"127.0.0.1:{server.grpc_port}", model_name, timeout=30, retries=0).predict(rows),
+                f"127.0.0.1:{server.grpc_port}", model_name, F.feature_types(), timeout=30, retries=0).predict(
+                rows, output_key=OUTPUT_KEY),
             "REST predict serving_default (b64 tf.Examples)": lambda: RestClient(
-                f"http://127.0.0.1:{server.rest_port}", model_name, timeout=30).predict(rows),
+                f"http://127.0.0.1:{server.rest_port}", model_name, F.feature_types(), timeout=30).predict(
+                rows, output_key=OUTPUT_KEY),
             "REST predict serving_raw (named features)": lambda: _rest_raw(
                 server.rest_port, model_name, rows),
         }
@@ -108,10 +116,11 @@ def check_servable(version_path: str, rows: list[dict[str, str]], model_name: st
 def _rest_raw(port: int, model_name: str, rows: list[dict[str, str]]) -> np.ndarray:
     import requests
 
-    from serving.examples import rows_to_named_features
+    from serving.clients.request_encoding import rows_to_named_features
 
+    named = rows_to_named_features(rows, F.feature_types(), {feature.name: feature.default for feature in F.FEATURES})
     reply = requests.post(f"http://127.0.0.1:{port}/v1/models/{model_name}:predict", timeout=30,
-                          json={"signature_name": artifacts.SERVING_RAW, "inputs": rows_to_named_features(rows)})
+                          json={"signature_name": artifacts.SERVING_RAW, "inputs": named})
     if reply.status_code != 200:
         raise RuntimeError(f"HTTP {reply.status_code}: {reply.text[:300]}")
     return np.array(reply.json()["outputs"])

@@ -1,4 +1,4 @@
-"""ServabilityCheck: the candidate must answer in serving/'s model server before Pusher may push it.
+"""ServabilityCheck: the candidate must answer in serving/server/ before Pusher may push it.
 
 The check itself is in pipeline/evaluation/servability.py.
 """
@@ -11,7 +11,14 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 from tfx.utils import io_utils, path_utils
 
-from pipeline.evaluation.servability import BLESSED_FILE, NOT_BLESSED_FILE, REPORT_PROPERTY, check_servable, eval_rows
+from pipeline.evaluation.servability import (
+    BLESSED_FILE,
+    NOT_BLESSED_FILE,
+    REPORT_PROPERTY,
+    check_servable,
+    eval_rows,
+    serialized_examples,
+)
 
 
 @component
@@ -27,8 +34,8 @@ def ServabilityCheck(
     if tf.io.gfile.exists(stamped):
         tf.io.gfile.rmtree(stamped)
     io_utils.copy_dir(source, stamped)
-    from serving.warmup import write_warmup_requests
-    write_warmup_requests(stamped, rows, model_name)
+    from serving.server.warmup import write_warmup_requests
+    write_warmup_requests(stamped, serialized_examples(rows), model_name)
     problems = check_servable(stamped, rows, model_name)
     if problems:
         tf.io.gfile.rmtree(stamped)  # a model that does not serve must not be pushable

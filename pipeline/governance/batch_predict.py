@@ -38,9 +38,10 @@ class SavedModelHandler(ModelHandler[dict, PredictionResult, Any]):
                       ) -> Iterable[PredictionResult]:
         import tensorflow as tf
 
-        from serving.examples import row_to_example
+        from models import features as F
+        from serving.clients.request_encoding import serialized_examples
 
-        examples = tf.constant([row_to_example(row).SerializeToString() for row in batch])
+        examples = tf.constant(serialized_examples(batch, F.feature_types()))
         probabilities = model.signatures[artifacts.SERVING_DEFAULT](examples=examples)[OUTPUT_KEY].numpy().reshape(-1)
         return [PredictionResult(row, float(p)) for row, p in zip(batch, probabilities)]
 

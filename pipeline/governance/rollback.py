@@ -22,7 +22,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from pipeline.config import PipelineConfig
 from pipeline.governance import lineage
 from pipeline.governance.runs import ROLLBACK_TYPE
-from serving.model_store import list_versions
+from serving.server.model_store import list_versions
 
 
 class RollbackError(ValueError):

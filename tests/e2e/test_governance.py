@@ -13,11 +13,12 @@ import pathlib
 import pytest
 import tensorflow as tf
 
+from models import features as F
 from pipeline import metadata
 from pipeline.cli.main import main as cli
 from pipeline.config import load_config
 from pipeline.runners.local_runner import run_local
-from serving.warmup import WARMUP_FILE
+from serving.server.warmup import WARMUP_FILE
 from tests.conftest import shipped_lines, write_span
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -31,6 +32,7 @@ SETTINGS = ["train_steps=150", "eval_steps=10", "min_slice_auc=0.3", "min_slice_
             "max_auc_drop=0.1"]
 # Between the AUC within credit-card trips (0.56-0.63 here) and the overall AUC (above 0.9).
 RAISED_FLOOR = 0.75
+TYPES = F.feature_types()
 
 
 @pytest.fixture(scope="module")
@@ -138,9 +140,9 @@ def test_lineage_names_spans_and_hyperparameters(home):
 
 def test_rollback_makes_the_earlier_version_serve_under_the_stable_label(home):
     from serving.clients import GrpcClient
-    from serving.examples import read_csv_rows
-    from serving.model_config import read_model_config
-    from serving.server import ModelServer
+    from serving.clients.request_encoding import read_csv_rows
+    from serving.server.model_config import read_model_config
+    from serving.server.model_server import ModelServer
 
     first = _versions(home)[0]
     result, output = _run(home)  # span 2 with the usual floor: blessed, pushed as a second version
@@ -155,15 +157,15 @@ def test_rollback_makes_the_earlier_version_serve_under_the_stable_label(home):
 
     def in_process(version: str):
         loaded = tf.saved_model.load(str(serving_dir / version))
-        from serving.examples import row_to_example
+        from serving.clients.request_encoding import row_to_example
         return loaded.signatures["serving_default"](examples=tf.constant(
-            [row_to_example(r).SerializeToString() for r in rows]))["tip_probability"].numpy().reshape(-1)
+            [row_to_example(r, TYPES).SerializeToString() for r in rows]))["tip_probability"].numpy().reshape(-1)
 
     server = ModelServer({})
     server.apply_config(read_model_config(str(models_config)), poll_seconds=0)
     server.start()
     try:
-        stable = GrpcClient(f"127.0.0.1:{server.grpc_port}", "taxi-tips", version_label="stable")
+        stable = GrpcClient(f"127.0.0.1:{server.grpc_port}", "taxi-tips", TYPES, version_label="stable")
         assert abs(stable.predict(rows) - in_process(second)).max() < 1e-5
 
         text = _cli(home, "rollback", "--to", first, "--model_config", str(models_config))

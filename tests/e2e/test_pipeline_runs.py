@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from models import features as F
 from pipeline import metadata
 from pipeline.config import load_config
 from pipeline.runners.local_runner import run_local
-from serving.examples import read_csv_rows
+from serving.clients.request_encoding import read_csv_rows
 from tests.conftest import SMALL_RUN_SETTINGS, shipped_lines, write_span
 from tests.signature_checks import predict_both_ways
 
@@ -53,6 +54,7 @@ def _states(home: pathlib.Path, run_id: str) -> dict[str, str]:
 
 # The worse model: a learning rate of zero leaves the network at its random start.
 WORSE = 'hyperparameters={"learning_rate": 0.0}'
+TYPES = F.feature_types()
 
 
 def test_first_run_blesses_and_pushes(home):
@@ -80,9 +82,9 @@ def test_pushed_model_is_served_over_rest_and_grpc(home):
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_service_pb2_grpc
 
     from models.signatures import OUTPUT_KEY
-    from serving.examples import row_to_example, rows_to_named_features
-    from serving.model_store import ModelStore
-    from serving.server import ModelServer
+    from serving.clients.request_encoding import row_to_example, rows_to_named_features
+    from serving.server.model_server import ModelServer
+    from serving.server.model_store import ModelStore
 
     base = home / "out" / "serving" / "taxi-tips"
     rows = list(read_csv_rows(str(home / "data" / "span-1" / "data.csv")))[:10]
@@ -90,12 +92,12 @@ def test_pushed_model_is_served_over_rest_and_grpc(home):
     server = ModelServer({"taxi-tips": ModelStore("taxi-tips", str(base), poll_seconds=0)}).start()
     try:
         reply = requests.post(f"http://127.0.0.1:{server.rest_port}/v1/models/taxi-tips:predict", timeout=30,
-                              json={"signature_name": "serving_raw", "inputs": rows_to_named_features(rows)})
+                              json={"signature_name": "serving_raw", "inputs": rows_to_named_features(rows, TYPES)})
         np.testing.assert_allclose(np.array(reply.json()["outputs"]), in_process, atol=1e-6)
         with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
             request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="taxi-tips"))
             request.inputs["examples"].CopyFrom(
-                tf.make_tensor_proto([row_to_example(r).SerializeToString() for r in rows]))
+                tf.make_tensor_proto([row_to_example(r, TYPES).SerializeToString() for r in rows]))
             response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
         np.testing.assert_allclose(tf.make_ndarray(response.outputs[OUTPUT_KEY]), in_process, atol=1e-6)
         assert response.model_spec.version.value == int(_versions(home)[0])

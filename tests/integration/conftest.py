@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from models.model import Hyperparameters, build_model, train
 from models.signatures import export
-from serving.examples import read_csv_rows
+from serving.clients.request_encoding import read_csv_rows
 from tests.tft_helpers import analyze_and_transform, load_transform_output, transformed_batch
 
 

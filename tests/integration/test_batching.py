@@ -7,20 +7,22 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from models import features as F
 from models.signatures import OUTPUT_KEY
-from serving import signature_calls
-from serving.batching import Batcher, BatchingParameters, read_batching_parameters
-from serving.errors import ServingError
-from serving.examples import read_csv_rows, row_to_example
+from serving.clients.request_encoding import read_csv_rows, row_to_example
+from serving.server import signature_calls
+from serving.server.batching import Batcher, BatchingParameters, read_batching_parameters
+from serving.server.errors import ServingError
 
 pytestmark = pytest.mark.slow
 SHIPPED = "serving/deploy/batching_parameters.txt"
+TYPES = F.feature_types()
 
 
 def test_concurrent_calls_are_batched_and_answered_row_by_row(exported_model_dir, small_csv, monkeypatch):
     function = tf.saved_model.load(str(exported_model_dir)).signatures["serving_default"]
     rows = list(read_csv_rows(str(small_csv)))[:32]
-    requests = [{"examples": np.array([row_to_example(row).SerializeToString()], dtype=object)} for row in rows]
+    requests = [{"examples": np.array([row_to_example(row, TYPES).SerializeToString()], dtype=object)} for row in rows]
     alone = [signature_calls.run(function, inputs)[OUTPUT_KEY] for inputs in requests]
     batch_sizes = []
     real_run = signature_calls.run
@@ -36,7 +38,7 @@ def test_concurrent_calls_are_batched_and_answered_row_by_row(exported_model_dir
 
 def test_a_bad_request_fails_alone(exported_model_dir, small_csv):
     function = tf.saved_model.load(str(exported_model_dir)).signatures["serving_default"]
-    good = {"examples": np.array([row_to_example(next(read_csv_rows(str(small_csv)))).SerializeToString()],
+    good = {"examples": np.array([row_to_example(next(read_csv_rows(str(small_csv))), TYPES).SerializeToString()],
                                  dtype=object)}
     bad = {"examples": np.array([b"not an example"], dtype=object)}
     batcher = Batcher(BatchingParameters(max_batch_size=2, batch_timeout_micros=200_000))

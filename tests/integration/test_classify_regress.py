@@ -20,13 +20,15 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
+from models import features as F
 from models.signatures import OUTPUT_KEY
-from serving.examples import read_csv_rows, row_to_example
-from serving.model_store import ModelStore
-from serving.server import ModelServer
+from serving.clients.request_encoding import read_csv_rows, row_to_example
+from serving.server.model_server import ModelServer
+from serving.server.model_store import ModelStore
 
 pytestmark = pytest.mark.slow
 NAME = "taxi-tips"
+TYPES = F.feature_types()
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +37,7 @@ def served(tmp_path_factory, exported_model_dir, small_csv):
     shutil.copytree(exported_model_dir, base / "3")
     server = ModelServer({NAME: ModelStore(NAME, str(base), poll_seconds=0)}).start()
     rows = list(read_csv_rows(str(small_csv)))[:8]
-    examples = [row_to_example(row) for row in rows]
+    examples = [row_to_example(row, TYPES) for row in rows]
     expected = tf.saved_model.load(str(exported_model_dir)).signatures["serving_default"](
         examples=tf.constant([e.SerializeToString() for e in examples]))[OUTPUT_KEY].numpy().reshape(-1)
     with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
@@ -189,8 +191,8 @@ def test_clients_classify_and_regress_alike_over_grpc_and_rest(served, small_csv
     from serving.clients import GrpcClient, RestClient
     server, _, _, expected = served
     rows = list(read_csv_rows(str(small_csv)))[:8]
-    for client in (GrpcClient(f"127.0.0.1:{server.grpc_port}", NAME),
-                   RestClient(f"http://127.0.0.1:{server.rest_port}", NAME)):
+    for client in (GrpcClient(f"127.0.0.1:{server.grpc_port}", NAME, TYPES),
+                   RestClient(f"http://127.0.0.1:{server.rest_port}", NAME, TYPES)):
         try:
             np.testing.assert_allclose(client.regress(rows), expected, atol=1e-6)
             classes = client.classify(rows)
@@ -201,7 +203,7 @@ def test_clients_classify_and_regress_alike_over_grpc_and_rest(served, small_csv
 
 
 def test_client_cli_classifies_rows(served, small_csv, capsys):
-    from serving.client_cli import main
+    from serving.clients.cli import main
     server, *_ = served
     assert main([str(small_csv), "--grpc", f"127.0.0.1:{server.grpc_port}", "--limit", "2", "--api", "classify"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -218,7 +220,7 @@ def test_signature_method_name_check_serves_each_signature_through_its_own_api(t
     shutil.copytree(exported_model_dir, base / "5")
     _set_method_names(str(base / "5"), {"transform_features": "custom/transform"})
     server = ModelServer({NAME: ModelStore(NAME, str(base), poll_seconds=0)}, method_name_check=True).start()
-    examples = [row_to_example(row) for row in [{"fare": "10.5", "payment_type": "Cash"}]]
+    examples = [row_to_example(row, TYPES) for row in [{"fare": "10.5", "payment_type": "Cash"}]]
     try:
         with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)

@@ -70,8 +70,9 @@ def test_serving_sample_from_the_training_span_shows_no_skew_and_a_skewed_one_do
 
 
 def test_request_log_is_serving_data(tmp_path):
-    from serving.examples import read_csv_rows, row_to_example
-    from serving.request_log import RequestLog
+    from models import features as F
+    from serving.clients.request_encoding import read_csv_rows, serialized_examples
+    from serving.server.request_log import RequestLog
 
     header, lines = rows(4, count=4000)
     training = _statistics(tmp_path, "training", [header] + lines)
@@ -79,7 +80,7 @@ def test_request_log_is_serving_data(tmp_path):
     log = RequestLog(str(tmp_path / "log" / "requests-1.tfrecord"))
     requests = list(read_csv_rows(str(tmp_path / "requests.csv")))
     for start in range(0, len(requests), 20):  # as clients send them: batches of serialized tf.Examples
-        batch = [row_to_example(row).SerializeToString() for row in requests[start:start + 20]]
+        batch = serialized_examples(requests[start:start + 20], F.feature_types())
         log.record("taxi-tips", 1, "serving_default", {"examples": batch}, {"tip_probability": [[0.5]] * len(batch)})
     log.close()
     statistics = serving_statistics(str(tmp_path / "log" / "requests-*.tfrecord"), CURATED)

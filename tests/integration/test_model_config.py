@@ -16,11 +16,13 @@ from tensorflow_serving.apis import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.model_config import read_model_config
-from serving.server import ModelServer, main
+from models import features as F
+from serving.server.model_config import read_model_config
+from serving.server.model_server import ModelServer, main
 
 pytestmark = pytest.mark.slow
 NAME = "taxi-tips"
+TYPES = F.feature_types()
 CONFIG = """model_config_list {{ config {{
   name: "taxi-tips" base_path: "{base}" model_platform: "tensorflow"
   model_version_policy {{ specific {{ versions: 1 versions: 2 }} }}
@@ -119,9 +121,9 @@ def _logged_requests(tmp_path, exported_model_dir, small_csv, version: int, send
     """Serve the model as `version` with a request log and let send(gRPC client, REST client,
     rows) call it; (the log's path, the rows)."""
     from serving.clients import GrpcClient, RestClient
-    from serving.examples import read_csv_rows
-    from serving.model_store import ModelStore
-    from serving.request_log import RequestLog
+    from serving.clients.request_encoding import read_csv_rows
+    from serving.server.model_store import ModelStore
+    from serving.server.request_log import RequestLog
     base = tmp_path / NAME
     shutil.copytree(exported_model_dir, base / str(version))
     log_path = tmp_path / "logs" / "requests.tfrecord"
@@ -129,15 +131,15 @@ def _logged_requests(tmp_path, exported_model_dir, small_csv, version: int, send
                          request_log=RequestLog(str(log_path))).start()
     rows = list(read_csv_rows(str(small_csv)))[:6]
     try:
-        send(GrpcClient(f"127.0.0.1:{server.grpc_port}", NAME),
-             RestClient(f"http://127.0.0.1:{server.rest_port}", NAME), rows)
+        send(GrpcClient(f"127.0.0.1:{server.grpc_port}", NAME, TYPES),
+             RestClient(f"http://127.0.0.1:{server.rest_port}", NAME, TYPES), rows)
     finally:
         server.stop()
     return str(log_path), rows
 
 
 def test_request_log_records_served_requests_for_the_skew_check(tmp_path, exported_model_dir, small_csv):
-    from serving.request_log import RequestLog, logged_examples, read_predict_logs
+    from serving.server.request_log import RequestLog, logged_examples, read_predict_logs
 
     def send(grpc_client, rest_client, rows):
         grpc_client.predict(rows[:4])
@@ -155,7 +157,7 @@ def test_request_log_records_served_requests_for_the_skew_check(tmp_path, export
 
 
 def test_request_log_keeps_classify_and_regress_calls(tmp_path, exported_model_dir, small_csv):
-    from serving.request_log import logged_examples, read_logs
+    from serving.server.request_log import logged_examples, read_logs
 
     def send(grpc_client, rest_client, rows):
         grpc_client.classify(rows[:2])
@@ -173,15 +175,15 @@ def test_request_log_keeps_classify_and_regress_calls(tmp_path, exported_model_d
 
 def test_traffic_split_between_labels_shows_in_per_version_metrics(labelled, small_csv):
     from serving.clients import GrpcClient, TrafficSplitClient
-    from serving.examples import read_csv_rows
-    from serving.model_config import ModelEntry
-    from serving.model_store import VersionPolicy
+    from serving.clients.request_encoding import read_csv_rows
+    from serving.server.model_config import ModelEntry
+    from serving.server.model_store import VersionPolicy
     server, base = labelled
     server.apply_config([ModelEntry(NAME, str(base), VersionPolicy("specific", versions=(2, 3)),
                                     {"stable": 3, "canary": 2})], poll_seconds=0)
     target = f"127.0.0.1:{server.grpc_port}"
-    split = TrafficSplitClient({"stable": GrpcClient(target, NAME, version_label="stable"),
-                                "canary": GrpcClient(target, NAME, version_label="canary")},
+    split = TrafficSplitClient({"stable": GrpcClient(target, NAME, TYPES, version_label="stable"),
+                                "canary": GrpcClient(target, NAME, TYPES, version_label="canary")},
                                {"stable": 0.8, "canary": 0.2}, seed=7)
     row = list(read_csv_rows(str(small_csv)))[:1]
     before = server.metrics.requests.labels(NAME, "2", "predict", "GRPC", "OK")._value.get()

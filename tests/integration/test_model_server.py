@@ -20,17 +20,19 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from models import features as F
 from models.signatures import OUTPUT_KEY
-from serving.examples import read_csv_rows, row_to_example, rows_to_named_features
-from serving.metrics import DEFAULT_PATH as METRICS_PATH
-from serving.metrics import ServerMetrics, read_monitoring_config
-from serving.model_store import ModelStore
-from serving.server import ModelServer
+from serving.clients.request_encoding import read_csv_rows, row_to_example, rows_to_named_features
+from serving.server.metrics import DEFAULT_PATH as METRICS_PATH
+from serving.server.metrics import ServerMetrics, read_monitoring_config
+from serving.server.model_server import ModelServer
+from serving.server.model_store import ModelStore
 
 pytestmark = pytest.mark.slow
 NAME = "taxi-tips"
+TYPES = F.feature_types()
 # One row of every raw feature, each at its default: a valid serving_raw instance.
-RAW_ROW = {name: values[0] for name, values in rows_to_named_features([{}]).items()}
+RAW_ROW = {name: values[0] for name, values in rows_to_named_features([{}], TYPES).items()}
 
 
 def _raw_rows(**changes) -> bytes:
@@ -52,7 +54,7 @@ def served(tmp_path_factory, exported_model_dir, small_csv):
     server = ModelServer({NAME: store}, metrics=metrics, metrics_path=METRICS_PATH).start()
     rows = list(read_csv_rows(str(small_csv)))[:20]
     expected = tf.saved_model.load(str(exported_model_dir)).signatures["serving_default"](
-        examples=tf.constant([row_to_example(r).SerializeToString() for r in rows]))[OUTPUT_KEY].numpy()
+        examples=tf.constant([row_to_example(r, TYPES).SerializeToString() for r in rows]))[OUTPUT_KEY].numpy()
     yield server, base, rows, expected
     server.stop()
 
@@ -71,7 +73,7 @@ def test_rest_status_reports_the_version_available(served):
 
 def test_rest_row_predict_with_b64_examples_matches_the_model(served):
     server, _, rows, expected = served
-    instances = [{"b64": base64.b64encode(row_to_example(r).SerializeToString()).decode()} for r in rows]
+    instances = [{"b64": base64.b64encode(row_to_example(r, TYPES).SerializeToString()).decode()} for r in rows]
     reply = requests.post(_url(server, f"/v1/models/{NAME}:predict"), json={"instances": instances}, timeout=10)
     assert reply.status_code == 200, reply.text
     np.testing.assert_allclose(np.array(reply.json()["predictions"]), expected, atol=1e-6)
@@ -79,7 +81,7 @@ def test_rest_row_predict_with_b64_examples_matches_the_model(served):
 
 def test_rest_columnar_predict_with_named_features_matches_the_model(served):
     server, _, rows, expected = served
-    body = {"signature_name": "serving_raw", "inputs": rows_to_named_features(rows)}
+    body = {"signature_name": "serving_raw", "inputs": rows_to_named_features(rows, TYPES)}
     reply = requests.post(_url(server, f"/v1/models/{NAME}/versions/1:predict"), json=body, timeout=10)
     assert reply.status_code == 200, reply.text
     np.testing.assert_allclose(np.array(reply.json()["outputs"]), expected, atol=1e-6)
@@ -87,7 +89,7 @@ def test_rest_columnar_predict_with_named_features_matches_the_model(served):
 
 def test_rest_row_predict_with_named_features(served):
     server, _, rows, expected = served
-    columns = rows_to_named_features(rows[:3])
+    columns = rows_to_named_features(rows[:3], TYPES)
     instances = [{name: values[i] for name, values in columns.items()} for i in range(3)]
     reply = requests.post(_url(server, f"/v1/models/{NAME}:predict"),
                           json={"signature_name": "serving_raw", "instances": instances}, timeout=10)
@@ -185,7 +187,7 @@ def _with_spec(request: predict_pb2.PredictRequest, **spec) -> predict_pb2.Predi
     return request
 
 
-EXAMPLE = row_to_example({"fare": "5.0"}).SerializeToString()
+EXAMPLE = row_to_example({"fare": "5.0"}, TYPES).SerializeToString()
 
 
 @pytest.mark.parametrize("request_, code, message", [
@@ -250,7 +252,8 @@ def test_grpc_predict_and_status_through_the_official_stubs(served):
     server, _, rows, expected = served
     with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
         request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=NAME))
-        request.inputs["examples"].CopyFrom(tf.make_tensor_proto([row_to_example(r).SerializeToString() for r in rows]))
+        request.inputs["examples"].CopyFrom(
+            tf.make_tensor_proto([row_to_example(r, TYPES).SerializeToString() for r in rows]))
         response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=10)
         np.testing.assert_allclose(tf.make_ndarray(response.outputs[OUTPUT_KEY]), expected, atol=1e-6)
         assert (response.model_spec.name, response.model_spec.signature_name,
@@ -285,7 +288,7 @@ def test_half_written_and_corrupt_versions_never_replace_the_serving_one(served)
                 .json()["model_version_status"]}
     assert "5" not in statuses and statuses["1"]["state"] == "AVAILABLE"
     assert statuses["6"]["status"]["error_message"]
-    body = {"signature_name": "serving_raw", "inputs": rows_to_named_features(rows[:2])}
+    body = {"signature_name": "serving_raw", "inputs": rows_to_named_features(rows[:2], TYPES)}
     assert requests.post(_url(server, f"/v1/models/{NAME}:predict"), json=body, timeout=10).status_code == 200
     shutil.rmtree(base / "6")
 
@@ -299,7 +302,7 @@ def test_a_new_version_is_loaded_and_then_served(served, exported_model_dir):
     server, base, rows, _ = served
     shutil.copytree(exported_model_dir, base / "10")
     assert _wait_for(lambda: _states(server).get("10") == "AVAILABLE")
-    body = {"signature_name": "serving_raw", "inputs": rows_to_named_features(rows[:1])}
+    body = {"signature_name": "serving_raw", "inputs": rows_to_named_features(rows[:1], TYPES)}
     reply = requests.post(_url(server, f"/v1/models/{NAME}:predict"), json=body, timeout=10)
     assert reply.status_code == 200
     assert _states(server)["1"] == "END", "the old version is unloaded once the new one serves"
@@ -308,8 +311,8 @@ def test_a_new_version_is_loaded_and_then_served(served, exported_model_dir):
 def test_grpc_and_rest_clients_agree_with_the_model(served):
     from serving.clients import GrpcClient, RestClient
     server, _, rows, expected = served
-    grpc_client = GrpcClient(f"127.0.0.1:{server.grpc_port}", NAME)
-    rest_client = RestClient(f"http://127.0.0.1:{server.rest_port}", NAME)
+    grpc_client = GrpcClient(f"127.0.0.1:{server.grpc_port}", NAME, TYPES)
+    rest_client = RestClient(f"http://127.0.0.1:{server.rest_port}", NAME, TYPES)
     try:
         np.testing.assert_allclose(grpc_client.predict(rows), expected.reshape(-1), atol=1e-6)
         np.testing.assert_allclose(rest_client.predict(rows), expected.reshape(-1), atol=1e-6)
@@ -325,7 +328,7 @@ def test_grpc_client_retries_then_reports_an_unreachable_server():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         free_port = probe.getsockname()[1]
-    client = GrpcClient(f"127.0.0.1:{free_port}", NAME, timeout=2, retries=2)
+    client = GrpcClient(f"127.0.0.1:{free_port}", NAME, TYPES, timeout=2, retries=2)
     started = time.monotonic()
     with pytest.raises(grpc.RpcError) as failure:
         client.predict([{"fare": "1.0"}])
@@ -335,9 +338,10 @@ def test_grpc_client_retries_then_reports_an_unreachable_server():
 
 
 def test_client_cli_prints_a_probability_per_row(served, small_csv, capsys):
-    from serving.client_cli import main
+    from serving.clients.cli import main
     server, *_ = served
-    assert main([str(small_csv), "--rest", f"http://127.0.0.1:{server.rest_port}", "--limit", "3"]) == 0
+    assert main([str(small_csv), "--rest", f"http://127.0.0.1:{server.rest_port}", "--limit", "3",
+                 "--output_key", OUTPUT_KEY]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and all("tip_probability 0." in line for line in lines)
     assert main([str(small_csv), "--grpc", f"127.0.0.1:{server.grpc_port}", "--model", "nope"]) == 1
@@ -346,7 +350,7 @@ def test_client_cli_prints_a_probability_per_row(served, small_csv, capsys):
 
 def test_prometheus_metrics_count_requests_per_version_and_api(served):
     server, _, rows, _ = served
-    body = {"signature_name": "serving_raw", "inputs": rows_to_named_features(rows[:2])}
+    body = {"signature_name": "serving_raw", "inputs": rows_to_named_features(rows[:2], TYPES)}
     assert requests.post(_url(server, f"/v1/models/{NAME}:predict"), json=body, timeout=10).status_code == 200
     requests.post(_url(server, "/v1/models/other:predict"), json=body, timeout=10)
     reply = requests.get(_url(server, METRICS_PATH), timeout=10)
@@ -401,17 +405,18 @@ def test_metadata_lists_the_signatures_over_rest_and_grpc(served):
 
 
 def test_warmup_requests_are_replayed_and_a_failing_warmup_blocks_the_version(served, exported_model_dir):
-    from serving.warmup import write_warmup_requests
+    from serving.clients.request_encoding import serialized_examples
+    from serving.server.warmup import write_warmup_requests
     server, base, rows, _ = served
     staging = base.parent / "staging-20"
     shutil.copytree(exported_model_dir, staging)
-    write_warmup_requests(str(staging), rows, NAME)
+    write_warmup_requests(str(staging), serialized_examples(rows, TYPES), NAME)
     staging.rename(base / "20")
     assert _wait_for(lambda: _states(server).get("20") == "AVAILABLE")
     # A version whose warmup requests break its signature never serves.
     broken = base.parent / "staging-30"
     shutil.copytree(exported_model_dir, broken)
-    path = write_warmup_requests(str(broken), rows[:2], NAME)
+    path = write_warmup_requests(str(broken), serialized_examples(rows[:2], TYPES), NAME)
     with tf.io.TFRecordWriter(path) as writer:
         request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=NAME))
         request.inputs["examples"].CopyFrom(tf.make_tensor_proto([b"not an example"]))
@@ -428,7 +433,7 @@ def test_hot_reload_under_load_fails_no_request(served, exported_model_dir):
 
     from serving.clients import GrpcClient
     server, base, rows, _ = served
-    client = GrpcClient(f"127.0.0.1:{server.grpc_port}", NAME)
+    client = GrpcClient(f"127.0.0.1:{server.grpc_port}", NAME, TYPES)
     failures, answered, stop = [], [0], threading.Event()
 
     def send():

@@ -3,8 +3,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from serving import signature_calls
-from serving.examples import read_csv_rows, row_to_example
+from models import features as F
+from serving.clients.request_encoding import read_csv_rows, row_to_example
+from serving.server import signature_calls
+
+TYPES = F.feature_types()
 
 
 def _saved_signature(tmp_path, with_cond: bool):
@@ -32,7 +35,7 @@ def test_signature_answers_on_either_executor(tmp_path, with_cond):
 def test_taxi_signature_runs_single_threaded_with_the_same_answers(exported_model_dir, small_csv):
     function = tf.saved_model.load(str(exported_model_dir)).signatures["serving_default"]
     rows = list(read_csv_rows(str(small_csv)))[:20]
-    examples = np.array([row_to_example(row).SerializeToString() for row in rows], dtype=object)
+    examples = np.array([row_to_example(row, TYPES).SerializeToString() for row in rows], dtype=object)
     served = signature_calls.run(function, {"examples": examples})
     assert function not in signature_calls._NEEDS_DEFAULT_EXECUTOR
     direct = function(examples=tf.constant(examples))  # TensorFlow's default executor

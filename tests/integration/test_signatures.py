@@ -5,8 +5,10 @@ import tensorflow as tf
 
 from models import features as F
 from models.signatures import OUTPUT_KEY
-from serving.examples import read_csv_rows, row_to_example
+from serving.clients.request_encoding import read_csv_rows, row_to_example
 from tests.signature_checks import predict_both_ways
+
+TYPES = F.feature_types()
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +38,7 @@ def test_both_signatures_give_the_same_probabilities(exported):
 
 def test_transform_features_computes_the_label(exported):
     loaded, rows = exported
-    example = row_to_example(rows[0])
+    example = row_to_example(rows[0], TYPES)
     example.features.feature[F.LABEL_KEY].float_list.value.append(float(rows[0]["fare"] or 0) + 1)
     transformed = loaded.signatures["transform_features"](examples=tf.constant([example.SerializeToString()]))
     assert transformed[F.TRANSFORMED_LABEL_KEY].numpy().tolist() == [1]
@@ -56,7 +58,7 @@ def test_classify_and_regress_signatures_carry_tf_servings_method_names(exported
 
 def test_classify_and_regress_signatures_agree_with_serving_default(exported):
     loaded, rows = exported
-    serialized = tf.constant([row_to_example(row).SerializeToString() for row in rows[:5]])
+    serialized = tf.constant([row_to_example(row, TYPES).SerializeToString() for row in rows[:5]])
     probability = loaded.signatures["serving_default"](examples=serialized)[OUTPUT_KEY].numpy().reshape(-1)
     classified = loaded.signatures["classification"](inputs=serialized)
     assert classified["classes"].numpy().tolist() == [[b"0", b"1"]] * 5

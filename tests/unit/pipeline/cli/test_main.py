@@ -20,8 +20,8 @@ def test_every_command_is_listed_and_has_its_own_help(capsys):
 
 def test_each_command_has_a_handler():
     parser = _parser()
-    required = {"compile": ["--target", "kubeflow"], "generate": ["--rows", "1", "--out", "x"],
-                "lineage": ["1"], "rollback": ["--to", "1"], "card": ["1"], "predict": ["--input", "a", "--output", "b"]}
+    required = {"compile": ["--target", "kubeflow"], "generate": ["--rows", "1", "--out", "x"], "lineage": ["1"],
+                "rollback": ["--to", "1"], "card": ["1"], "predict": ["--input", "a", "--output", "b"]}
     for command in COMMANDS:
         args = parser.parse_args([command, *required.get(command, [])])
         assert callable(args.handler)

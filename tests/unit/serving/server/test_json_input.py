@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from serving.errors import ServingError
-from serving.json_input import json_inputs, tensor
+from serving.server.errors import ServingError
+from serving.server.json_input import json_inputs, tensor
 
 
 @pytest.mark.parametrize("value, dtype, expected", [

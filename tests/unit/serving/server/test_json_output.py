@@ -1,7 +1,7 @@
 """Numbers in REST responses are written as TF Serving writes them."""
 import pytest
 
-from serving.json_output import format_float
+from serving.server.json_output import format_float
 
 
 @pytest.mark.parametrize("value, text", [
@@ -15,7 +15,7 @@ def test_floats(value, text):
 def test_response_bodies():
     import numpy as np
 
-    from serving.json_output import FloatArray, dumps
+    from serving.server.json_output import FloatArray, dumps
     scores = FloatArray(np.array([[1 / 3], [3.0]], dtype=np.float32))
     assert dumps({"predictions": scores}) == '{"predictions": [[0.333333343], [3.0]]}'
     assert dumps([{"p": scores[1], "n": 7, "label": "a\""}]) == '[{"p": [3.0], "n": 7, "label": "a\\""}]'

@@ -8,10 +8,11 @@ import yaml
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.metrics import ServerMetrics, read_monitoring_config
-from serving.production_config import main, models_config
+from serving.deploy import production_config
+from serving.deploy.production_config import main, models_config
+from serving.server.metrics import ServerMetrics, read_monitoring_config
 
-DEPLOY = pathlib.Path(__file__).resolve().parents[2] / "serving" / "deploy"
+DEPLOY = pathlib.Path(production_config.__file__).resolve().parent  # serving/deploy/
 
 
 def _version(folder: pathlib.Path, number: int):

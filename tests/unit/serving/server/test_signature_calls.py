@@ -3,7 +3,7 @@ import asyncio
 import threading
 import time
 
-from serving import signature_calls
+from serving.server import signature_calls
 
 CALL_SECONDS = 0.05
 

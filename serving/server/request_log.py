@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import classification_pb2, model_pb2, predict_pb2, prediction_log_pb2, regression_pb2
 
-from serving import classify_regress
+from serving.server import classify_regress
 
 
 class RequestLog:

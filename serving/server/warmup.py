@@ -12,24 +12,27 @@ from typing import Sequence
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-from serving import signature_calls
-from serving.examples import row_to_example
+from serving.server import signature_calls
+from serving.signature_names import DEFAULT_SIGNATURE
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MAX_WARMUP_RECORDS = 1000  # TF Serving's limit
 
 
-def write_warmup_requests(version_path: str, rows: Sequence[dict[str, str]], model_name: str,
-                          batch_size: int = 8) -> str:
-    """Write predict requests for `rows` (serving_default, serialized examples) into the version."""
+def write_warmup_requests(version_path: str, serialized_examples: Sequence[bytes], model_name: str,
+                          batch_size: int = 8, signature_name: str = DEFAULT_SIGNATURE,
+                          input_key: str = "examples") -> str:
+    """Write predict requests of `serialized_examples` (tf.Examples, already serialized by
+    whoever knows the model's features), `batch_size` a request, into the version; returns
+    the file's path. The requests go to `signature_name`'s input `input_key`."""
     path = os.path.join(version_path, WARMUP_FILE)
     tf.io.gfile.makedirs(os.path.dirname(path))
     with tf.io.TFRecordWriter(path) as writer:
-        for start in range(0, min(len(rows), MAX_WARMUP_RECORDS * batch_size), batch_size):
+        for start in range(0, min(len(serialized_examples), MAX_WARMUP_RECORDS * batch_size), batch_size):
             request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(
-                name=model_name, signature_name=signature_calls.DEFAULT_SIGNATURE))
-            examples = [row_to_example(row).SerializeToString() for row in rows[start:start + batch_size]]
-            request.inputs["examples"].CopyFrom(tf.make_tensor_proto(examples, dtype=tf.string))
+                name=model_name, signature_name=signature_name))
+            batch = list(serialized_examples[start:start + batch_size])
+            request.inputs[input_key].CopyFrom(tf.make_tensor_proto(batch, dtype=tf.string))
             log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())
     return path

@@ -20,9 +20,9 @@ import grpc
 import numpy as np
 import tensorflow as tf
 
-from serving.errors import ServingError, invalid
-from serving.json_output import format_float
-from serving.signature_calls import dtype_name
+from serving.server.errors import ServingError, invalid
+from serving.server.json_output import format_float
+from serving.server.signature_calls import dtype_name
 
 # (largest integer held exactly, largest magnitude) of the float inputs, as TF Serving's IsLosslessDecimal.
 _FLOAT_LIMITS = {tf.float32: (2 ** 24 - 1, float(np.finfo(np.float32).max)), tf.float64: (2 ** 53 - 1, math.inf)}

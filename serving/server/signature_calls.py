@@ -1,7 +1,7 @@
 """Run a SavedModel signature on a request's input arrays, from either front end.
 
-The JSON bodies of REST requests become arrays in serving/json_input.py and go back out
-through serving/json_output.py; gRPC's TensorProtos through serving/tensor_protos.py.
+The JSON bodies of REST requests become arrays in serving/server/json_input.py and go back
+out through serving/server/json_output.py; gRPC's TensorProtos through serving/tensor_protos.py.
 """
 from __future__ import annotations
 
@@ -12,12 +12,8 @@ import grpc
 import numpy as np
 import tensorflow as tf
 
-from serving.errors import ServingError, invalid
-
-DEFAULT_SIGNATURE = "serving_default"
-PREDICT_METHOD = "tensorflow/serving/predict"
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
+from serving.server.errors import ServingError, invalid
+from serving.signature_names import CLASSIFY_METHOD, DEFAULT_SIGNATURE, PREDICT_METHOD, REGRESS_METHOD
 
 
 def signature(model, name: str, rest: bool):

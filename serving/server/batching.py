@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from serving import signature_calls
+from serving.server import signature_calls
 
 
 @dataclasses.dataclass(frozen=True)

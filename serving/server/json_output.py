@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.errors import invalid
+from serving.server.errors import invalid
 
 
 def format_float(value: float, double: bool = False) -> str:

@@ -18,9 +18,9 @@ import numpy as np
 from google.protobuf import text_format
 from tensorflow_serving.apis import classification_pb2, input_pb2, regression_pb2
 
-from serving.errors import invalid
-from serving.json_output import format_float
-from serving.signature_calls import CLASSIFY_METHOD, DEFAULT_SIGNATURE, REGRESS_METHOD
+from serving.server.errors import invalid
+from serving.server.json_output import format_float
+from serving.signature_names import CLASSIFY_METHOD, DEFAULT_SIGNATURE, REGRESS_METHOD
 
 CLASSIFY, REGRESS = "classify", "regress"
 INPUTS, CLASSES, SCORES, OUTPUTS = "inputs", "classes", "scores", "outputs"

@@ -1,6 +1,6 @@
 """Write models.config for the real tensorflow_model_server from what the Pusher pushed.
 
-    python -m serving.production_config --serving_dir out/serving/taxi-tips \\
+    python -m serving.deploy.production_config --serving_dir out/serving/taxi-tips \\
         --base_path /models/taxi-tips > serving/deploy/models.config
 
 The newest pushed version is labelled `stable`; with --canary, the newest is `canary` and
@@ -15,7 +15,7 @@ import sys
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.model_store import list_versions
+from serving.server.model_store import list_versions
 
 
 def models_config(name: str, base_path: str, versions: list[int], canary: bool) -> str:

@@ -13,13 +13,13 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from serving import classify_regress, signature_calls
-from serving.batching import Batcher
-from serving.errors import ServingError, invalid, not_found
-from serving.metrics import ServerMetrics
-from serving.model_config import entries_from_proto
-from serving.model_store import ModelStore
-from serving.request_log import RequestLog
+from serving.server import classify_regress, signature_calls
+from serving.server.batching import Batcher
+from serving.server.errors import ServingError, invalid, not_found
+from serving.server.metrics import ServerMetrics
+from serving.server.model_config import entries_from_proto
+from serving.server.model_store import ModelStore
+from serving.server.request_log import RequestLog
 from serving.tensor_protos import to_ndarray, to_tensor_proto
 
 STATE_NUMBERS = {"UNKNOWN": 0, "START": 10, "LOADING": 20, "AVAILABLE": 30, "UNLOADING": 40, "END": 50}

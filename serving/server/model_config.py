@@ -6,8 +6,8 @@ import dataclasses
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.errors import invalid
-from serving.model_store import VersionPolicy
+from serving.server.errors import invalid
+from serving.server.model_store import VersionPolicy
 
 
 @dataclasses.dataclass(frozen=True)

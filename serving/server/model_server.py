@@ -1,6 +1,6 @@
 """A model server that TF Serving clients cannot tell from tensorflow_model_server for
 the calls this project uses: REST on --rest_api_port, gRPC on --port, versions polled
-from --model_base_path (where the pipeline's Pusher writes).
+from --model_base_path (e.g. where a TFX Pusher writes). It serves any SavedModel.
 
     python -m serving.server --model_name=taxi-tips --model_base_path=out/serving/taxi-tips \\
         --port=8500 --rest_api_port=8501
@@ -26,19 +26,21 @@ import warnings
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"google(\..*)?$")
 import tf_environment  # noqa: F401,E402  (before anything imports TensorFlow)
 
+# isort: split
+
 import grpc  # noqa: E402
 from aiohttp import web  # noqa: E402
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc  # noqa: E402
 
-from serving.batching import Batcher, BatchingParameters, read_batching_parameters  # noqa: E402
-from serving.errors import ServingError  # noqa: E402
-from serving.grpc_api import ModelService, PredictionService  # noqa: E402
-from serving.metrics import ServerMetrics, read_monitoring_config  # noqa: E402
-from serving.model_config import ModelEntry, read_model_config  # noqa: E402
-from serving.model_store import ModelStore, VersionPolicy  # noqa: E402
-from serving.request_log import RequestLog  # noqa: E402
-from serving.rest_api import RestApi  # noqa: E402
+from serving.server.batching import Batcher, BatchingParameters, read_batching_parameters  # noqa: E402
+from serving.server.errors import ServingError  # noqa: E402
+from serving.server.grpc_api import ModelService, PredictionService  # noqa: E402
+from serving.server.metrics import ServerMetrics, read_monitoring_config  # noqa: E402
+from serving.server.model_config import ModelEntry, read_model_config  # noqa: E402
+from serving.server.model_store import ModelStore, VersionPolicy  # noqa: E402
+from serving.server.request_log import RequestLog  # noqa: E402
+from serving.server.rest_api import RestApi  # noqa: E402
 
 log = logging.getLogger("serving")
 # Large enough for batches of serialized examples; gRPC messages and REST bodies alike.
@@ -152,7 +154,8 @@ class ModelServer:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m serving.server", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=8500, help="gRPC port (TF Serving's --port)")
     parser.add_argument("--rest_api_port", type=int, default=8501, help="REST port; 0 picks a free one")
     parser.add_argument("--model_name", help="one model's name (or use --model_config_file)")

@@ -9,12 +9,13 @@ import urllib.parse
 from aiohttp import web
 from google.protobuf import json_format
 
-from serving import classify_regress, json_input, json_output, signature_calls
-from serving.batching import Batcher
-from serving.errors import ServingError, invalid, not_found
-from serving.metrics import ServerMetrics
-from serving.model_store import ModelStore
-from serving.request_log import RequestLog
+from serving.server import classify_regress, json_input, json_output, signature_calls
+from serving.server.batching import Batcher
+from serving.server.errors import ServingError, invalid, not_found
+from serving.server.metrics import ServerMetrics
+from serving.server.model_store import ModelStore
+from serving.server.request_log import RequestLog
+from serving.signature_names import DEFAULT_SIGNATURE
 
 # TF Serving's own routing expressions (http_rest_api_handler.cc).
 POST_PATH = re.compile(
@@ -119,7 +120,7 @@ class RestApi:
     async def _predict_measured(self, match: re.Match, body: bytes, info: dict) -> web.Response:
         store = self._model(match.group(1))
         request = json_input.parse_json_body(body)
-        signature_name = json_input.signature_name(request, signature_calls.DEFAULT_SIGNATURE)
+        signature_name = json_input.signature_name(request, DEFAULT_SIGNATURE)
         version, model, signature_defs = store.resolve_with_signature_defs(*_version_and_label(match))
         info["version"] = str(version)
         signature_name, function = signature_calls.signature(model, signature_name, rest=True)

@@ -18,8 +18,8 @@ from typing import Any, Callable
 import tensorflow as tf
 from tensorflow.python.saved_model import loader_impl
 
-from serving.errors import invalid, not_found
-from serving.warmup import replay_warmup_requests
+from serving.server.errors import invalid, not_found
+from serving.server.warmup import replay_warmup_requests
 
 log = logging.getLogger(__name__)
 
