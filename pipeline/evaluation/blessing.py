@@ -78,7 +78,7 @@ def decide(evaluation_uri: str, table: dict, config: PipelineConfig) -> Decision
                                             row.get(("auc", False), config.min_slice_auc - value), floor, False))
                 elif key.is_diff:
                     findings.append(Finding(f"{_display(key.name)} (change vs baseline)", name, value,
-                                            f">= {-config.max_auc_drop} (max_auc_drop {config.max_auc_drop})", False))
+                                            _change_threshold(config), False))
                 else:
                     findings.append(Finding(_display(key.name), name, value, f">= {config.min_auc} (min_auc)", False))
         # The failure furthest below its threshold first: it is what decided.
@@ -92,7 +92,7 @@ def decide(evaluation_uri: str, table: dict, config: PipelineConfig) -> Decision
         findings.append(Finding("AUC", "overall", overall[("auc", False)], f">= {config.min_auc} (min_auc)", True))
     if ("auc", True) in overall:
         findings.append(Finding("AUC (change vs baseline)", "overall", overall[("auc", True)],
-                                f">= {-config.max_auc_drop} (max_auc_drop {config.max_auc_drop})", True))
+                                _change_threshold(config), True))
     gated = gated_slices(table, config)
     if gated:
         lowest = min(gated, key=gated.get)
@@ -102,6 +102,11 @@ def decide(evaluation_uri: str, table: dict, config: PipelineConfig) -> Decision
     # The finding with the smallest margin decided it: listed first.
     findings.sort(key=lambda f: f.value - _bound(f.threshold))
     return Decision(True, findings)
+
+
+def _change_threshold(config: PipelineConfig) -> str:
+    # `or 0.0`: with no drop allowed, -0.0 would print as "-0.0".
+    return f">= {-config.max_auc_drop or 0.0} (max_auc_drop {config.max_auc_drop})"
 
 
 def _display(metric_name: str) -> str:
