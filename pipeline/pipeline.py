@@ -33,7 +33,7 @@ from pipeline.data_validation.data_report_gen import DataReportGen
 from pipeline.data_validation.drift_skew_check import DriftSkewCheck
 from pipeline.data_validation.inferred_schema_gen import InferredSchemaGen
 from pipeline.data_validation.span_statistics_gen import SpanStatisticsGen
-from pipeline.evaluation import eval_config
+from pipeline.evaluation import atomic_pusher, eval_config
 from pipeline.evaluation.servability_check import ServabilityCheck
 from pipeline.ingest import fast_csv_example_gen
 from pipeline.ingest.csv_check import CsvCheck
@@ -142,7 +142,7 @@ def create_pipeline(config: PipelineConfig, inputs: PreparedInputs, kubeflow: bo
         eval_args=trainer_pb2.EvalArgs(num_steps=config.eval_steps),
         custom_config={"models_fingerprint": inputs.code_version,
                        model_code.HYPERPARAMETERS_KEY: config.hyperparameters})
-    # The newest blessed model older than the candidate: the baseline it has to beat.
+    # The model of the newest push before the candidate (what serves): the baseline it has to beat.
     baseline_resolver = resolvers.baseline_resolver(trainer.outputs["model"], kubeflow)
     # TFMA: blesses the candidate only if it clears the thresholds against the baseline.
     evaluator = Evaluator(
@@ -156,12 +156,15 @@ def create_pipeline(config: PipelineConfig, inputs: PreparedInputs, kubeflow: bo
         model=trainer.outputs["model"], examples=example_gen.outputs["examples"], model_name=config.pipeline_name)
     # Copies a model blessed by both checks to <serving_dir>/<version>/: the one from the
     # servability blessing, which holds the warmup requests. The blessings are passed
-    # explicitly so runners that ignore tfx.dsl.Cond (Airflow) still gate on them.
+    # explicitly so runners that ignore tfx.dsl.Cond (Airflow) still gate on them. Its executor
+    # copies under a hidden name and renames, so a polling server never finds half a version
+    # and ML Metadata records every version that serves (pipeline/evaluation/atomic_pusher.py).
     pusher = Pusher(
         infra_blessing=servability_check.outputs["blessing"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=pusher_pb2.PushDestination(
-            filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=config.serving_dir)))
+            filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=config.serving_dir)),
+        custom_executor_spec=executor_spec.ExecutorClassSpec(atomic_pusher.Executor))
 
     return tfx_pipeline.Pipeline(
         pipeline_name=config.pipeline_name,

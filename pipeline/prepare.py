@@ -13,6 +13,7 @@ import glob
 import hashlib
 import os
 import pathlib
+import tempfile
 import time
 
 import models
@@ -69,8 +70,19 @@ def content_addressed_schema(config: PipelineConfig) -> str:
     folder = pathlib.Path(config.pipeline_root) / "curated_schema" / hashlib.sha256(text).hexdigest()[:16]
     folder.mkdir(parents=True, exist_ok=True)
     copy = folder / "schema.pbtxt"
-    if not copy.exists():
-        copy.write_bytes(text)
+    # Compared, not just found: a copy torn by a crash (before writes were atomic) is written again.
+    if not copy.exists() or copy.read_bytes() != text:
+        # Written to a temporary file beside it, then renamed: a reader (another run, an
+        # Airflow parse) finds the whole schema or none, never half of it.
+        descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=".schema.", suffix=".tmp")
+        try:
+            with os.fdopen(descriptor, "wb") as out:
+                out.write(text)
+            os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide it from other users' runs
+            os.replace(temporary, copy)
+        except BaseException:
+            pathlib.Path(temporary).unlink(missing_ok=True)
+            raise
     return str(copy)
 
 

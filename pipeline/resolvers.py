@@ -1,12 +1,16 @@
 """The pipeline's three resolver strategies, and which one each runner gets.
 
-- Baseline: the newest blessed model *older than the candidate*. TFX's
-  LatestBlessedModelStrategy picks the newest blessed model, which on a re-run with
-  nothing changed is the candidate itself: Evaluator then compares the model with
-  itself, re-runs, and Pusher pushes the same model again. Taking the newest blessed
-  model trained before the candidate keeps a cached candidate's baseline unchanged, so
-  the whole re-run comes from the cache, while a new candidate is still held against
-  what serves now.
+- Baseline: the model that serves, as ML Metadata knows it: the model of the newest push
+  older than the candidate. A push is a PushedModel with `pushed=1`, made by Pusher (its
+  model is the one its Evaluator blessing names) or by `taxi-pipeline rollback` (the
+  model of the push it copied). So a model the Evaluator blessed but the servability check
+  rejected, or one a rollback took out of service, is never the baseline; nothing pushed
+  yet, no baseline. TFX's LatestBlessedModelStrategy picks the newest blessed model,
+  pushed or not, which on a re-run with nothing changed is the candidate itself: Evaluator
+  then compares the model with itself, re-runs, and Pusher pushes the same model again.
+  Only pushes recorded before the candidate was made count, so a cached candidate keeps
+  the baseline it was evaluated against and the whole re-run comes from the cache, while
+  a new candidate is held against what serves now.
 - Previous span: the statistics of the newest earlier span that got through the data
   gate, as SpanStatisticsGen recorded them in an earlier run (nothing is recomputed). A
   span the gate stopped is skipped: comparing with it would let a shift that persists
@@ -39,6 +43,53 @@ MODEL_KEY, BLESSING_KEY, CANDIDATE_KEY = "model", "model_blessing", "candidate"
 STATISTICS_KEY, CURRENT_KEY = "statistics", "current"
 HYPERPARAMETERS_KEY = "hyperparameters"
 Resolved = Optional[dict[str, list[types.Artifact]]]
+INPUT_EVENTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
+OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
+MODEL_ID_PROPERTY = evaluator_constants.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY  # on a ModelBlessing: its model
+
+
+def _pushed_model_id(store: mlmd.MetadataStore, pushed: metadata_store_pb2.Artifact, depth: int = 0) -> int | None:
+    """The id of the Model a push serves: Pusher's model, or that of the push a Rollback copied."""
+    # A cached Pusher records the PushedModel it reused as its output again: the first producer pushed it.
+    producers = sorted((event.execution_id for event in store.get_events_by_artifact_ids([pushed.id])
+                        if event.type in OUTPUT_EVENTS))[:1]
+    if not producers or depth > 20:  # a chain of rollbacks of rollbacks is short; a loop is a broken store
+        return None
+    inputs = [event.artifact_id for event in store.get_events_by_execution_ids(producers)
+              if event.type in INPUT_EVENTS]
+    by_type: dict[str, list[metadata_store_pb2.Artifact]] = {}
+    found = store.get_artifacts_by_id(inputs)
+    names = {t.id: t.name for t in store.get_artifact_types_by_id(list({a.type_id for a in found}))}
+    for artifact in found:
+        by_type.setdefault(names[artifact.type_id], []).append(artifact)
+    if by_type.get(standard_artifacts.Model.TYPE_NAME):
+        return by_type[standard_artifacts.Model.TYPE_NAME][0].id
+    # This pipeline's Pusher takes the model from the servability blessing; the Evaluator
+    # blessing beside it names the model.
+    for blessing in by_type.get(standard_artifacts.ModelBlessing.TYPE_NAME, []):
+        model_id = metadata.custom_value(blessing, MODEL_ID_PROPERTY)
+        if model_id:
+            return int(model_id)
+    # A Rollback: its input is the PushedModel it copied.
+    for original in by_type.get(standard_artifacts.PushedModel.TYPE_NAME, []):
+        return _pushed_model_id(store, original, depth + 1)
+    return None
+
+
+def _newest_push_before(store: mlmd.MetadataStore, candidate: types.Artifact) -> metadata_store_pb2.Artifact | None:
+    """The newest PushedModel that pushed something (Pusher's or a rollback's) recorded before the candidate.
+
+    Artifact ids grow in the order artifacts are recorded, so these are the pushes made
+    before the candidate was: a later one (this very candidate's push, seen by a re-run)
+    must not change a cached candidate's baseline. Only the candidate's pipeline counts.
+    """
+    pipelines = {context.id for context in store.get_contexts_by_artifact(candidate.id) if context.type == "pipeline"}
+    earlier = [artifact for artifact in store.get_artifacts_by_type(standard_artifacts.PushedModel.TYPE_NAME)
+               if artifact.id < candidate.id and metadata.custom_value(artifact, "pushed") == 1]
+    for pushed in sorted(earlier, key=lambda artifact: artifact.id, reverse=True):
+        if not pipelines or pipelines & {context.id for context in store.get_contexts_by_artifact(pushed.id)}:
+            return pushed
+    return None
 
 
 class BaselineBeforeCandidateStrategy(resolver.ResolverStrategy):
@@ -51,16 +102,16 @@ class BaselineBeforeCandidateStrategy(resolver.ResolverStrategy):
         result = {MODEL_KEY: [], BLESSING_KEY: [], CANDIDATE_KEY: candidates}
         if not candidates:
             return result
-        candidate_id = candidates[0].id
-        blessings = {
-            blessing.get_int_custom_property(evaluator_constants.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY): blessing
-            for blessing in input_dict.get(BLESSING_KEY, [])
-            if blessing.get_int_custom_property(evaluator_constants.ARTIFACT_PROPERTY_BLESSED_KEY) == 1}
-        older_blessed = [model for model in input_dict.get(MODEL_KEY, [])
-                         if model.id < candidate_id and model.id in blessings]
-        if older_blessed:
-            baseline = max(older_blessed, key=lambda model: model.id)
-            result[MODEL_KEY], result[BLESSING_KEY] = [baseline], [blessings[baseline.id]]
+        pushed = _newest_push_before(store, candidates[0])
+        serving_id = _pushed_model_id(store, pushed) if pushed is not None else None
+        models = {model.id: model for model in input_dict.get(MODEL_KEY, [])}
+        if serving_id not in models:  # nothing pushed yet (or its model is gone): no baseline
+            return result
+        result[MODEL_KEY] = [models[serving_id]]
+        result[BLESSING_KEY] = [
+            blessing for blessing in input_dict.get(BLESSING_KEY, [])
+            if blessing.get_int_custom_property(evaluator_constants.ARTIFACT_PROPERTY_BLESSED_KEY) == 1
+            and blessing.get_int_custom_property(MODEL_ID_PROPERTY) == serving_id][-1:]
         return result
 
 

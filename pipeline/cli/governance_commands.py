@@ -29,12 +29,18 @@ def add_commands(commands, add_config_options) -> None:
         "rollback", help="serve an earlier pushed version again",
         description="Copy an earlier pushed (so blessed) version to a new, highest version number in "
                     "the serving folder, which both tensorflow_model_server and serving/server/ "
-                    "then serve under their default `latest` policy; with --model_config, also move "
-                    "a version label there. Recorded in ML Metadata: shown by `runs` and `lineage`. "
-                    "The next pushed model replaces it as usual.")
+                    "then serve under their default `latest` policy. With --model_config, the copy is "
+                    "also listed in that models.config and the version label moves to it once the "
+                    "server has loaded it (TF Serving moves labels only onto loaded versions): with "
+                    "--server the command waits for the load; without it, it stops after listing the "
+                    "copy (exit 2) and the same command, run again once the copy is loaded, moves the "
+                    "label. Recorded in ML Metadata: shown by `runs` and `lineage`. The next pushed "
+                    "model replaces it as usual.")
     rollback.add_argument("--to", required=True, dest="to_version", help="the earlier version to serve")
     rollback.add_argument("--model_config", help="a models.config (text ModelServerConfig) whose label to move")
     rollback.add_argument("--label", default="stable", help="the version label to move (default: stable)")
+    rollback.add_argument("--server", help="the model server polling --model_config, REST http://HOST:8501 or "
+                                           "gRPC HOST:8500: wait until it has loaded the copy, then move the label")
     add_config_options(rollback)
     rollback.set_defaults(handler=_rollback)
     card = commands.add_parser(
@@ -110,7 +116,7 @@ def _rollback(args: argparse.Namespace, config: PipelineConfig) -> int:
     from pipeline.governance import lineage, rollback
 
     try:
-        new_version = rollback.rollback(config, args.to_version, args.model_config, args.label)
+        new_version = rollback.rollback(config, args.to_version, args.model_config, args.label, server=args.server)
     except (lineage.LineageError, rollback.RollbackError) as error:
         print(f"taxi-pipeline rollback: {error}")
         return 2

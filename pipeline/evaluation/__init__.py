@@ -5,5 +5,6 @@
 - blessing.py: the blessing decision and what decided it (metric, slice, value, threshold);
 - servability_check.py: ServabilityCheck, the component that gates Pusher on serving;
 - servability.py: its check (the candidate in serving/'s server, over gRPC and REST) and warmup records;
+- atomic_pusher.py: the Pusher's executor: stage, rename, then record, so no server sees half a push;
 - outcome.py: the evaluation, blessing and push lines a run prints at its end.
 """

@@ -23,10 +23,15 @@ def _outcome(nodes: list[metadata.NodeRun]) -> str:
     by_id = {node.node_id: node for node in nodes}
     failed = [node.node_id for node in nodes if node.state == "FAILED"]
     if failed:
-        return f"FAILED at {failed[0]}"
+        # A failing Pusher takes back what it copied (pipeline/evaluation/atomic_pusher.py).
+        return f"FAILED at {failed[0]}" + (", nothing pushed" if failed[0] == artifacts.PUSHER else "")
     pusher = by_id.get(artifacts.PUSHER)
     if pusher is None:
         return "incomplete (stopped before Pusher)"
+    if pusher.state not in ("COMPLETE", "CACHED"):
+        # Killed mid-push (or still pushing): ML Metadata has no push, and the next run takes
+        # out a version that reached the serving folder unrecorded (pipeline/runners/local_runner.py).
+        return "incomplete (stopped in Pusher): nothing recorded as pushed; the next run withdraws any unrecorded copy"
     pushed = (pusher.outputs.get("pushed_model") or [None])[0]
     if pushed is not None and metadata.custom_value(pushed, "pushed") == 1:
         version = metadata.custom_value(pushed, "pushed_version")

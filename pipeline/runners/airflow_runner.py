@@ -52,7 +52,23 @@ def airflow_environment(config_path: str, airflow_home: str) -> dict[str, str]:
 
 
 def run_with_airflow(config: PipelineConfig, logical_date: str | None = None) -> int:
-    """One DAG run with `airflow dags test`; returns 0 when the DAG run succeeded."""
+    """One DAG run with `airflow dags test`; returns 0 when the DAG run succeeded.
+
+    Holds the output folder's run lock as `taxi-pipeline run` does (RunLockedError when
+    another run has it), and passes it to Airflow: a DAG run left behind by a killed parent
+    still keeps other runs out.
+    """
+    from pipeline.runners.run_lock import exclusive_run, push_summary
+
+    with exclusive_run(config) as guard:
+        code = _run_with_airflow(config, logical_date, () if guard.lock is None else (guard.lock.fd,))
+        check = guard.check()
+        if code != 0 or check.withdrawn:
+            print(push_summary(config, check), flush=True)
+        return code
+
+
+def _run_with_airflow(config: PipelineConfig, logical_date: str | None, lock_fds: tuple[int, ...]) -> int:
     home = pathlib.Path(config.output_root) / "airflow"
     home.mkdir(parents=True, exist_ok=True)
     config_path = home / "pipeline.toml"
@@ -66,7 +82,7 @@ def run_with_airflow(config: PipelineConfig, logical_date: str | None = None) ->
         return 1
     date = logical_date or datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     process = subprocess.run([airflow, "dags", "test", config.pipeline_name, date], env=env,
-                             capture_output=True, text=True)
+                             capture_output=True, text=True, pass_fds=lock_fds)
     output = process.stdout + process.stderr
     log = home / f"dags-test-{date.replace(':', '')}.log"
     log.write_text(output)

@@ -1,4 +1,7 @@
-"""Run the pipeline with TFX's LocalDagRunner, showing progress and the outcome."""
+"""Run the pipeline with TFX's LocalDagRunner, showing progress and the outcome.
+
+The run holds its output folder alone (pipeline/runners/run_lock.py).
+"""
 from __future__ import annotations
 
 import contextlib
@@ -19,6 +22,7 @@ from pipeline.evaluation import outcome
 from pipeline.pipeline import create_pipeline
 from pipeline.prepare import prepare
 from pipeline.runners.progress import ComponentProgress
+from pipeline.runners.run_lock import Guard, exclusive_run, push_summary
 
 
 @dataclasses.dataclass
@@ -61,7 +65,13 @@ def _logs_to_file(path: pathlib.Path, progress: logging.Handler) -> Iterator[Non
 
 
 def run_local(config: PipelineConfig, out: TextIO = sys.stdout) -> RunResult:
-    """Run once. Failures (a stopped gate, a broken component) come back in the result."""
+    """Run once. Failures (a stopped gate, a broken component) come back in the result;
+    RunLockedError when another run uses the output folder."""
+    with exclusive_run(config, out) as guard:
+        return _run_local(config, out, guard)
+
+
+def _run_local(config: PipelineConfig, out: TextIO, guard: Guard) -> RunResult:
     tfx_pipeline = create_pipeline(config, prepare(config))
     log_path = pathlib.Path(config.output_root) / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
     progress = ComponentProgress(total=len(tfx_pipeline.components), out=out)
@@ -78,6 +88,9 @@ def run_local(config: PipelineConfig, out: TextIO = sys.stdout) -> RunResult:
         seconds = time.monotonic() - started
         new_runs = [run for run in _run_ids(config) if run not in before]
         run_id = new_runs[-1] if new_runs else None
+        check = guard.check()
+        if error is None and check.withdrawn:  # recorded by nothing: cannot happen unless TFX changes
+            print(push_summary(config, check), file=out, flush=True)
         if error is None and run_id:
             report = outcome.describe(config, run_id)
             print(report.text, file=out, flush=True)
@@ -85,8 +98,8 @@ def run_local(config: PipelineConfig, out: TextIO = sys.stdout) -> RunResult:
             if pushed:
                 _write_model_card(config, pushed, out)
     if error:
-        print(f"\nRun stopped after {seconds:.1f} s: {error}\nNothing was pushed; the serving dir "
-              f"{config.serving_dir} is unchanged. Full log: {log_path}", file=out, flush=True)
+        print(f"\nRun stopped after {seconds:.1f} s: {error}\n{push_summary(config, check)} Full log: {log_path}",
+              file=out, flush=True)
     else:
         print(f"Run {run_id} finished in {seconds:.1f} s.", file=out, flush=True)
     return RunResult(run_id, error is None, seconds, progress.durations, pushed, error, str(log_path))

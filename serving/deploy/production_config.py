@@ -6,6 +6,10 @@
 The newest pushed version is labelled `stable`; with --canary, the newest is `canary` and
 the one before it `stable`, and both are loaded (policy `specific`). base_path is where
 the server sees the versions (inside the container), which may differ from serving_dir.
+
+TF Serving lets a label name only a version it has loaded, so every labelled version is
+listed in the `specific` policy; `taxi-pipeline rollback --model_config` keeps it so (it
+lists the new version first and moves the label once the server has loaded it).
 """
 from __future__ import annotations
 
@@ -16,6 +20,14 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving.server.model_store import list_versions
+
+
+def labels_not_listed(model: model_server_config_pb2.ModelConfig) -> dict[str, int]:
+    """Labels naming a version a `specific` policy does not load: TF Serving refuses such a config."""
+    if model.model_version_policy.WhichOneof("policy_choice") != "specific":
+        return {}  # `latest` and `all` depend on what is on disk, not on the config
+    listed = set(model.model_version_policy.specific.versions)
+    return {label: version for label, version in sorted(model.version_labels.items()) if version not in listed}
 
 
 def models_config(name: str, base_path: str, versions: list[int], canary: bool) -> str:
@@ -29,6 +41,7 @@ def models_config(name: str, base_path: str, versions: list[int], canary: bool) 
     model.model_version_policy.specific.versions.extend(sorted(set(labels.values())))
     for label, version in labels.items():
         model.version_labels[label] = version
+    assert not labels_not_listed(model)
     return text_format.MessageToString(config)
 
 

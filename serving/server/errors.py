@@ -10,6 +10,8 @@ HTTP_STATUS = {
     grpc.StatusCode.UNIMPLEMENTED: 501, grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.INTERNAL: 500, grpc.StatusCode.UNKNOWN: 500,
     grpc.StatusCode.RESOURCE_EXHAUSTED: 429, grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.CANCELLED: 499, grpc.StatusCode.PERMISSION_DENIED: 403, grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.ABORTED: 409, grpc.StatusCode.UNAUTHENTICATED: 401, grpc.StatusCode.DATA_LOSS: 500,
 }
 
 

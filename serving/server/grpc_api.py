@@ -1,6 +1,10 @@
 """TF Serving's gRPC services on the official tensorflow-serving-api stubs."""
 from __future__ import annotations
 
+import ipaddress
+import os
+import urllib.parse
+
 import grpc
 from tensorflow_serving.apis import (
     classification_pb2,
@@ -20,7 +24,7 @@ from serving.server.metrics import ServerMetrics
 from serving.server.model_config import entries_from_proto
 from serving.server.model_store import ModelStore
 from serving.server.request_log import RequestLog
-from serving.tensor_protos import to_ndarray, to_tensor_proto
+from serving.tensor_protos import DEFAULT_MAX_BYTES, TensorProtoError, to_ndarray, to_tensor_proto
 
 STATE_NUMBERS = {"UNKNOWN": 0, "START": 10, "LOADING": 20, "AVAILABLE": 30, "UNLOADING": 40, "END": 50}
 
@@ -42,6 +46,52 @@ def _store(models: dict[str, ModelStore], spec) -> ModelStore:
     return models[spec.name]
 
 
+def _tensors(protos, max_bytes: int) -> dict:
+    """A request's input arrays; TF Serving's INVALID_ARGUMENT `tensor parsing error: <alias>`, with the
+    reason added, for a proto that is no tensor or would outgrow `max_bytes` once filled in."""
+    inputs = {}
+    for alias, proto in protos.items():
+        try:
+            inputs[alias] = to_ndarray(proto, max_bytes)
+        except TensorProtoError as error:
+            raise invalid(f"tensor parsing error: {alias} ({error})") from None
+    return inputs
+
+
+def peer_is_local(peer: str) -> bool:
+    """Whether a gRPC peer (context.peer(): `ipv4:127.0.0.1:5000`, `ipv6:[::1]:5000`, `unix:...`) is
+    this machine's loopback or a UNIX socket."""
+    kind, _, address = peer.partition(":")
+    if kind in ("unix", "unix-abstract"):
+        return True
+    if kind not in ("ipv4", "ipv6"):
+        return False
+    host = urllib.parse.unquote(address).rsplit(":", 1)[0].strip("[]")  # ipv6 peers may come %-encoded
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:127.0.0.1
+    return ip.is_loopback or bool(mapped and mapped.is_loopback)
+
+
+def _resolved(path: str) -> str | None:
+    """A base path with links and `..` resolved (None for a URL with `..`: it cannot be resolved here)."""
+    if "://" in path:
+        return None if ".." in path.split("/") else path.rstrip("/")
+    return os.path.realpath(path)
+
+
+def path_is_inside(path: str, roots: list[str]) -> bool:
+    resolved = _resolved(path)
+    if resolved is None:
+        return False
+    for root in filter(None, map(_resolved, roots)):
+        if resolved == root or resolved.startswith(root.rstrip("/") + "/"):
+            return True
+    return False
+
+
 def _version_and_label(spec) -> tuple[int | None, str | None]:
     version = spec.version.value if spec.HasField("version") else None
     return version, spec.version_label or None
@@ -54,9 +104,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def __init__(self, models: dict[str, ModelStore], metrics: ServerMetrics | None = None,
                  request_log: RequestLog | None = None, batcher: Batcher | None = None,
-                 method_name_check: bool = False):
+                 method_name_check: bool = False, max_tensor_bytes: int = DEFAULT_MAX_BYTES):
         self.models, self.metrics, self.request_log = models, metrics or ServerMetrics(), request_log
         self.batcher, self.method_name_check = batcher, method_name_check
+        self.max_tensor_bytes = max_tensor_bytes
 
     async def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:
         with self.metrics.request(request.model_spec.name, "predict", "GRPC") as info:
@@ -73,7 +124,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         name, function = signature_calls.signature(model, request.model_spec.signature_name, rest=False)
         if self.method_name_check:
             signature_calls.check_predict_method_name(signature_defs[name])
-        inputs = {key: to_ndarray(proto) for key, proto in request.inputs.items()}
+        inputs = _tensors(request.inputs, self.max_tensor_bytes)
         outputs = await signature_calls.run_on_loop(function, inputs, self.batcher)
         if self.request_log:
             self.request_log.record(store.name, version, name, inputs, outputs)
@@ -142,16 +193,41 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, models: dict[str, ModelStore], apply_config=None):
-        """`apply_config(entries)` replaces the served models on HandleReloadConfigRequest."""
+    def __init__(self, models: dict[str, ModelStore], apply_config=None, reload_roots: list[str] | None = None,
+                 allow_remote_reload: bool = False):
+        """`apply_config(entries)` replaces the served models on HandleReloadConfigRequest; unlike TF
+        Serving, only from loopback peers (unless `allow_remote_reload`) and only for base paths
+        inside `reload_roots` (None: any path)."""
         self.models, self.apply_config = models, apply_config
+        self.reload_roots, self.allow_remote_reload = reload_roots, allow_remote_reload
+
+    def check_reload_peer(self, peer: str) -> None:
+        """PERMISSION_DENIED for a reload from another host (`peer` as context.peer() gives it)."""
+        if not self.allow_remote_reload and not peer_is_local(peer):
+            raise ServingError(grpc.StatusCode.PERMISSION_DENIED,
+                               f"HandleReloadConfigRequest is only accepted from this machine's loopback, not from "
+                               f"{peer}; start the server with --allow_remote_reload to accept it from other hosts")
+
+    def check_reload_paths(self, entries) -> None:
+        """PERMISSION_DENIED for a reload that would load models from outside the allowed folders."""
+        if self.reload_roots is None:
+            return
+        for entry in entries:
+            if not path_is_inside(entry.base_path, self.reload_roots):
+                raise ServingError(grpc.StatusCode.PERMISSION_DENIED,
+                                   f"model {entry.name}: base_path {entry.base_path} is outside the folders this "
+                                   f"server loads models from ({', '.join(self.reload_roots)}); add its folder "
+                                   "with --model_config_root")
 
     def HandleReloadConfigRequest(self, request, context) -> model_management_pb2.ReloadConfigResponse:
         response = model_management_pb2.ReloadConfigResponse()
         try:
             if self.apply_config is None:
                 raise ServingError(grpc.StatusCode.UNIMPLEMENTED, "this server cannot reload its config")
-            self.apply_config(entries_from_proto(request.config))
+            self.check_reload_peer(context.peer())  # before the request is looked at
+            entries = entries_from_proto(request.config)
+            self.check_reload_paths(entries)
+            self.apply_config(entries)
         except ServingError as error:
             response.status.error_code = error.code.value[0]
             response.status.error_message = error.message

@@ -26,8 +26,18 @@ from serving.server.signature_calls import dtype_name
 
 # (largest integer held exactly, largest magnitude) of the float inputs, as TF Serving's IsLosslessDecimal.
 _FLOAT_LIMITS = {tf.float32: (2 ** 24 - 1, float(np.finfo(np.float32).max)), tf.float64: (2 ** 53 - 1, math.inf)}
+# numpy's limit on dimensions (TF's is 254): deeper nesting is refused before it is walked, which also
+# keeps _fill's recursion shallow.
+MAX_DIMS = 32
 # Integers must fit the input's type (TF Serving lets int32 values wrap into int8, int16 and uint8).
 _INTEGER_TYPES = (tf.int8, tf.int16, tf.int32, tf.int64, tf.uint8, tf.uint32, tf.uint64)
+
+
+# Python's words for a parse error -> rapidjson's (GetParseError_En), where TF Serving's clients may read them.
+_RAPIDJSON_MESSAGES = {"Extra data": "The document root must not be followed by other values.",
+                       "Expecting value": "Invalid value."}
+# Nesting deeper than Python's recursion limit; rapidjson has no limit of its own.
+TOO_DEEP = "JSON Parse error: The document nests arrays and objects too deeply"
 
 
 def parse_json_body(body: bytes) -> dict:
@@ -35,9 +45,15 @@ def parse_json_body(body: bytes) -> dict:
         raise invalid("JSON Parse error: The document is empty")
     try:
         request = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        message, offset = getattr(error, "msg", str(error)), getattr(error, "pos", 0)
-        raise invalid(f"JSON Parse error: {message} at offset: {offset}") from None
+    except RecursionError:
+        raise invalid(TOO_DEEP) from None
+    except json.JSONDecodeError as error:
+        # rapidjson counts bytes, Python characters.
+        offset = len(error.doc[:error.pos].encode("utf-8", "surrogatepass"))
+        raise invalid(f"JSON Parse error: {_RAPIDJSON_MESSAGES.get(error.msg, error.msg)} at offset: {offset}") \
+            from None
+    except UnicodeDecodeError as error:
+        raise invalid(f"JSON Parse error: {error} at offset: {error.start}") from None
     if not isinstance(request, dict):
         raise invalid(f"JSON Value: {json_text(request)} Is not object")
     return request
@@ -56,7 +72,10 @@ def json_text(value: Any) -> str:
     if isinstance(value, float):
         return format_float(value, double=True)
     if isinstance(value, (dict, list)):
-        return json.dumps(value, indent=4, ensure_ascii=False)
+        try:
+            return json.dumps(value, indent=4, ensure_ascii=False)
+        except RecursionError:  # an error message must not fail on the value it quotes
+            return "(a JSON value nested too deeply to quote)"
     return json.dumps(value, ensure_ascii=False)
 
 
@@ -121,6 +140,9 @@ def _shape(value: Any) -> list[int]:
     shape = []
     while isinstance(value, list):
         shape.append(len(value))
+        if len(shape) > MAX_DIMS:
+            raise invalid(f"JSON Value: lists nested more than {MAX_DIMS} deep: this server takes tensors of at "
+                          f"most {MAX_DIMS} dimensions")
         if not value:
             break
         value = value[0]

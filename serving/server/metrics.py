@@ -2,18 +2,22 @@
 
 TF Serving's own series (`:tensorflow:serving:request_count`, `...:request_latency`) keep
 their names and labels so existing dashboards work; `model_server_*` series add the model
-version, which canary and A/B comparisons need.
+version, which canary and A/B comparisons need. Requests for models the server does not
+serve are counted under the model name `__unknown__` (TF Serving uses the name sent), so
+clients cannot add series without bound.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import time
-from typing import Iterator
+from typing import Container, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 DEFAULT_PATH = "/monitoring/prometheus/metrics"
+UNKNOWN_MODEL = "__unknown__"  # the model label of requests for a model that is not served
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10)
 
 
@@ -35,7 +39,9 @@ def read_monitoring_config(path: str) -> str | None:
 
 
 class ServerMetrics:
-    def __init__(self) -> None:
+    def __init__(self, models: Container[str] | None = None) -> None:
+        """`models`: the names served (a live container; the server's own dict); None takes any name."""
+        self.models = models
         self.registry = CollectorRegistry()
         self.tfs_requests = Counter(":tensorflow:serving:request_count", "Requests by model and status",
                                     ["model_name", "status"], registry=self.registry)
@@ -50,14 +56,24 @@ class ServerMetrics:
         self._children: dict = {}
         self.loads = Counter("model_server_load_events", "Version loads and unloads by outcome",
                              ["model", "version", "event"], registry=self.registry)
+        # Sampled requests missing from the request log (the requests themselves were answered):
+        # reason dropped (writer's queue full), write_error (e.g. a full disk), encode_error.
+        self.request_log_errors = Counter("model_server_request_log_errors", "Request-log records lost, by reason",
+                                          ["reason"], registry=self.registry)
 
     @contextlib.contextmanager
     def request(self, model: str, api: str, entrypoint: str) -> Iterator[dict]:
         """Time one request; the caller sets info['version'] once known and info['status'] on error."""
         info = {"version": "", "status": "OK"}
         started = time.perf_counter()
+        if self.models is not None and model not in self.models:
+            model = UNKNOWN_MODEL
         try:
             yield info
+        except asyncio.CancelledError:  # the caller gave up (deadline, disconnect)
+            if info["status"] == "OK":
+                info["status"] = "CANCELLED"
+            raise
         except Exception:
             if info["status"] == "OK":
                 info["status"] = "UNKNOWN"

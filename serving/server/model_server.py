@@ -6,7 +6,9 @@ from --model_base_path (e.g. where a TFX Pusher writes). It serves any SavedMode
         --port=8500 --rest_api_port=8501
 
 Binds 127.0.0.1 unless --host says otherwise. Production runs the real
-tensorflow_model_server with the same flags; clients do not change.
+tensorflow_model_server with the same flags; clients do not change. Limits TF Serving does
+not have (REST idle and body timeouts, the reload RPC's guard) are described in
+serving/README.md, "Limits and faults".
 """
 from __future__ import annotations
 
@@ -37,7 +39,12 @@ from serving.server.batching import Batcher, BatchingParameters, read_batching_p
 from serving.server.errors import ServingError  # noqa: E402
 from serving.server.grpc_api import ModelService, PredictionService  # noqa: E402
 from serving.server.metrics import ServerMetrics, read_monitoring_config  # noqa: E402
-from serving.server.model_config import ModelEntry, read_model_config  # noqa: E402
+from serving.server.model_config import (  # noqa: E402
+    ModelEntry,
+    apply_entry,
+    check_labels_loadable,
+    read_model_config,
+)
 from serving.server.model_store import ModelStore, VersionPolicy  # noqa: E402
 from serving.server.request_log import RequestLog  # noqa: E402
 from serving.server.rest_api import RestApi  # noqa: E402
@@ -45,6 +52,21 @@ from serving.server.rest_api import RestApi  # noqa: E402
 log = logging.getLogger("serving")
 # Large enough for batches of serialized examples; gRPC messages and REST bodies alike.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# TF Serving's grpc.health.v1 service names (server.cc), besides "" and each model's name.
+HEALTH_SERVICES = ("ModelService", "PredictionService")
+
+
+class _Health(health.HealthServicer):
+    """grpc.health.v1 whose Check looks at the models first: stores handed to ModelServer may
+    report their loads to someone else (no event reaches the server for them)."""
+
+    def __init__(self, refresh):
+        super().__init__()
+        self._refresh = refresh
+
+    def Check(self, request, context):
+        self._refresh()
+        return super().Check(request, context)
 
 
 class ModelServer:
@@ -53,11 +75,20 @@ class ModelServer:
     def __init__(self, models: dict[str, ModelStore], host: str = "127.0.0.1",
                  metrics: ServerMetrics | None = None, metrics_path: str | None = None,
                  request_log: RequestLog | None = None, batcher: Batcher | None = None,
-                 method_name_check: bool = False):
+                 method_name_check: bool = False, rest_idle_timeout: float = 75.0, rest_body_timeout: float = 60.0,
+                 reload_roots: list[str] | None = None, allow_remote_reload: bool = False):
+        """`rest_idle_timeout`: seconds an idle REST connection is kept; `rest_body_timeout`: seconds a
+        request body may take to arrive. HandleReloadConfigRequest is taken from loopback peers only
+        (unless `allow_remote_reload`) and for base paths inside `reload_roots` (None: the base paths
+        of the models served when the server starts)."""
         self.models, self.host, self.request_log, self.batcher = models, host, request_log, batcher
         self.method_name_check = method_name_check
         self.metrics, self.metrics_path = metrics or ServerMetrics(), metrics_path
-        self.health = health.HealthServicer()
+        self.metrics.models = self.models  # metric labels only for served models
+        self.rest_idle_timeout, self.rest_body_timeout = rest_idle_timeout, rest_body_timeout
+        self.reload_roots, self.allow_remote_reload = reload_roots, allow_remote_reload
+        self.health = _Health(self._update_health)
+        self._health_lock = threading.Lock()
         self.grpc_port = self.rest_port = 0
         self._grpc: grpc.aio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -65,37 +96,54 @@ class ModelServer:
         self._thread: threading.Thread | None = None
 
     def apply_config(self, entries: list[ModelEntry], poll_seconds: float = 1.0) -> None:
-        """Serve exactly the models in `entries` (a reloaded model config replaces the old one)."""
+        """Serve exactly the models in `entries` (a reloaded model config replaces the old one).
+
+        A label on a version that is not AVAILABLE raises TF Serving's FAILED_PRECONDITION and
+        keeps the old labels (model_config.py says when the rest of the config still applies).
+        """
+        check_labels_loadable(entries)  # refused before anything changes
         wanted = {entry.name: entry for entry in entries}
         for name in [name for name in self.models if name not in wanted]:
             self.models.pop(name).stop()
+            self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        refused = []
         for entry in entries:
-            if entry.name in self.models:
-                self.models[entry.name].configure(entry.base_path, entry.policy, entry.labels)
-                self.models[entry.name].poll_once()
-            else:
-                store = ModelStore(entry.name, entry.base_path, poll_seconds, self._load_event,
-                                   entry.policy, entry.labels)
+            if entry.name not in self.models:
+                store = ModelStore(entry.name, entry.base_path, poll_seconds, self._load_event, entry.policy, {})
                 store.start()
                 self.models[entry.name] = store
+            try:
+                apply_entry(self.models[entry.name], entry)  # loads first, then moves the labels
+            except ServingError as error:
+                refused.append(error)
         self._update_health()
+        if refused:
+            raise refused[0]
 
     def _load_event(self, model: str, version: int, event: str) -> None:
         self.metrics.loads.labels(model, str(version), event).inc()
         self._update_health()
 
     def _update_health(self) -> None:
-        """grpc.health.v1: a model is SERVING while one of its versions is AVAILABLE."""
-        serving = health_pb2.HealthCheckResponse.SERVING
-        for name, store in list(self.models.items()):
-            available = any(state.state == "AVAILABLE" for state in store.statuses_or_empty())
-            self.health.set(name, serving if available else health_pb2.HealthCheckResponse.NOT_SERVING)
-        self.health.set("", serving)
+        """grpc.health.v1: a model is SERVING while one of its versions is AVAILABLE; the server ("" and
+        TF Serving's service names) once every configured model is. TF Serving opens its ports only then."""
+        serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+        with self._health_lock:  # load events come from several poller threads
+            stores = list(self.models.items())
+            every = bool(stores)
+            for name, store in stores:
+                available = any(state.state == "AVAILABLE" for state in store.statuses_or_empty())
+                self.health.set(name, serving if available else not_serving)
+                every = every and available
+            for service in ("", *HEALTH_SERVICES):
+                self.health.set(service, serving if every else not_serving)
 
     def start(self, grpc_port: int = 0, rest_port: int = 0) -> "ModelServer":
         """Both front ends on one asyncio loop in a thread of their own; rest_port < 0 leaves REST off."""
         for store in self.models.values():
             store.start()
+        if self.reload_roots is None:
+            self.reload_roots = sorted({store.base_path for store in self.models.values()})
         self._update_health()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="serving-loop", daemon=True)
@@ -119,18 +167,20 @@ class ModelServer:
                      # started by mistake would silently take half the traffic.
                      ("grpc.so_reuseport", 0)])
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionService(self.models, self.metrics, self.request_log, self.batcher, self.method_name_check),
+            PredictionService(self.models, self.metrics, self.request_log, self.batcher, self.method_name_check,
+                              max_tensor_bytes=MAX_MESSAGE_BYTES),
             self._grpc)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-            ModelService(self.models, self.apply_config), self._grpc)
+            ModelService(self.models, self.apply_config, self.reload_roots, self.allow_remote_reload), self._grpc)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
         self.grpc_port = self._grpc.add_insecure_port(f"{self.host}:{grpc_port}")
         await self._grpc.start()
         if rest_port >= 0:
             self._runner = web.AppRunner(
                 RestApi(self.models, self.metrics, self.metrics_path, self.request_log, self.batcher,
-                        self.method_name_check, max_body_bytes=MAX_MESSAGE_BYTES).app(),
-                access_log=None)
+                        self.method_name_check, max_body_bytes=MAX_MESSAGE_BYTES,
+                        body_timeout=self.rest_body_timeout).app(),
+                access_log=None, keepalive_timeout=self.rest_idle_timeout)  # aiohttp keeps idle ones an hour
             await self._runner.setup()
             site = web.TCPSite(self._runner, self.host, rest_port)
             await site.start()
@@ -168,14 +218,32 @@ def _parser() -> argparse.ArgumentParser:
                         "on the REST port")
     parser.add_argument("--enable_batching", action="store_true", help="batch concurrent predict calls")
     parser.add_argument("--batching_parameters_file", help="text BatchingParameters (max_batch_size, "
-                        "batch_timeout_micros, num_batch_threads); implies --enable_batching")
+                        "batch_timeout_micros, num_batch_threads, max_enqueued_batches); implies --enable_batching")
     parser.add_argument("--enable_signature_method_name_check", action="store_true",
                         help="serve a signature only through the API its method_name names (predict also "
                         "serves classify and regress signatures), as tensorflow_model_server does")
-    parser.add_argument("--request_log_file", help="TFRecord file of sampled PredictionLog records "
-                        "(read by the training/serving skew check)")
+    parser.add_argument("--request_log_file", help="TFRecord file of sampled PredictionLog records, appended to; "
+                        "rotated files are <stem>.<UTC time>Z-<seq><ext> beside it (read by the skew check)")
     parser.add_argument("--request_log_sample_rate", type=float, default=1.0, help="share of requests logged")
+    parser.add_argument("--request_log_max_bytes", type=int, default=64 * 1024 * 1024,
+                        help="rotate the request log before it grows past this size")
+    parser.add_argument("--request_log_max_age_seconds", type=float, default=0,
+                        help="also rotate it after this long (0: by size only)")
+    parser.add_argument("--request_log_max_files", type=int, default=10,
+                        help="request-log files kept, the current one included; older ones are deleted (0: all)")
+    parser.add_argument("--request_log_queue_size", type=int, default=1000,
+                        help="records waiting for the writer; more are dropped (and counted), never delaying a request")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    parser.add_argument("--rest_api_idle_timeout_seconds", type=float, default=75.0,
+                        help="close a REST connection idle this long (not in TF Serving)")
+    parser.add_argument("--rest_api_body_timeout_seconds", type=float, default=60.0,
+                        help="answer 408 and close a REST connection whose body takes longer (not in TF Serving)")
+    parser.add_argument("--allow_remote_reload", action="store_true",
+                        help="take HandleReloadConfigRequest from any peer, not only loopback (TF Serving takes "
+                        "it from any)")
+    parser.add_argument("--model_config_root", action="append", metavar="FOLDER",
+                        help="a folder HandleReloadConfigRequest may load models from (repeatable; default: the "
+                        "base paths configured at start and the model config file's folder)")
     return parser
 
 
@@ -190,6 +258,15 @@ def _entries(args) -> list[ModelEntry]:
         raise ValueError(f"--model_base_path {args.model_base_path} is not a folder; point it at the Pusher's "
                          "serving dir (out/serving/<pipeline name>)")
     return [ModelEntry(args.model_name, args.model_base_path, VersionPolicy(), {})]
+
+
+def _reload_roots(args, entries: list[ModelEntry]) -> list[str]:
+    if args.model_config_root:
+        return list(args.model_config_root)
+    roots = {entry.base_path for entry in entries}
+    if args.model_config_file:
+        roots.add(os.path.dirname(os.path.abspath(args.model_config_file)))
+    return sorted(roots)
 
 
 def _watch_config(server: ModelServer, path: str, every: float, poll_seconds: float) -> None:
@@ -212,7 +289,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         entries = _entries(args)
         metrics_path = read_monitoring_config(args.monitoring_config_file) if args.monitoring_config_file else None
-        request_log = (RequestLog(args.request_log_file, args.request_log_sample_rate)
+        metrics = ServerMetrics()  # the request log counts its lost records in the server's metrics
+        request_log = (RequestLog(args.request_log_file, args.request_log_sample_rate, metrics=metrics,
+                                  max_bytes=args.request_log_max_bytes,
+                                  max_age_seconds=args.request_log_max_age_seconds,
+                                  max_files=args.request_log_max_files, queue_size=args.request_log_queue_size)
                        if args.request_log_file else None)
         batcher = None
         if args.enable_batching or args.batching_parameters_file:
@@ -221,9 +302,17 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, ServingError) as error:
         print(f"serving: {error}", file=sys.stderr)
         return 2
-    server = ModelServer({}, args.host, ServerMetrics(), metrics_path, request_log, batcher,
-                         args.enable_signature_method_name_check)
-    server.apply_config(entries, args.file_system_poll_wait_seconds)
+    server = ModelServer({}, args.host, metrics, metrics_path, request_log, batcher,
+                         args.enable_signature_method_name_check,
+                         rest_idle_timeout=args.rest_api_idle_timeout_seconds,
+                         rest_body_timeout=args.rest_api_body_timeout_seconds,
+                         reload_roots=_reload_roots(args, entries), allow_remote_reload=args.allow_remote_reload)
+    try:
+        server.apply_config(entries, args.file_system_poll_wait_seconds)
+    except ServingError as error:  # a label on a version that did not load: tensorflow_model_server stops too
+        print(f"serving: {error.message}", file=sys.stderr)
+        server.stop()
+        return 2
     try:
         server.start(args.port, args.rest_api_port)
     except (OSError, RuntimeError) as error:  # a port in use, most often

@@ -2,6 +2,8 @@
 classify and regress."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 import urllib.parse
@@ -17,10 +19,14 @@ from serving.server.model_store import ModelStore
 from serving.server.request_log import RequestLog
 from serving.signature_names import DEFAULT_SIGNATURE
 
-# TF Serving's own routing expressions (http_rest_api_handler.cc).
+# TF Serving's own routing expressions (http_rest_api_util.cc); ASCII as in RE2, whose \d takes 0-9 only.
 POST_PATH = re.compile(
-    r"(?i)/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)")
-GET_PATH = re.compile(r"(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?")
+    r"(?i)/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)", re.ASCII)
+GET_PATH = re.compile(r"(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?",
+                      re.ASCII)
+INT64_MAX = 2 ** 63 - 1
+# Bodies from this size on are parsed on a worker thread, so the loop (gRPC's too) keeps answering meanwhile.
+OFF_LOOP_BODY_BYTES = 256 * 1024
 # What tensorflow_model_server's HTTP server (libevent) answers for paths outside /v1/.
 NOT_FOUND_HTML = "<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n<H1>Not Found</H1>\n</BODY></HTML>"
 # Status error codes as TF Serving prints them (tensorflow.error.Code names).
@@ -35,20 +41,60 @@ def _error(error: ServingError) -> web.Response:
     return _json({"error": error.message}, error.http_status)
 
 
+def parse_version(text: str) -> int:
+    """A URL's version as absl::SimpleAtoi reads it into an int64, with TF Serving's 400 when it does not fit."""
+    digits = text.lstrip("0") or "0"
+    if len(digits) > 19 or int(digits) > INT64_MAX:  # int() of 5,000 digits would raise, not just be slow
+        raise invalid(f"Failed to convert version: {text} to numeric.")
+    return int(digits)
+
+
 def _version_and_label(match: re.Match) -> tuple[int | None, str | None]:
     label = urllib.parse.unquote(match.group(3)) if match.group(3) else None
-    return (int(match.group(2)) if match.group(2) else None), label
+    return (parse_version(match.group(2)) if match.group(2) else None), label
+
+
+def _message_json(message) -> dict:
+    """Protobuf JSON as TF Serving prints metadata: proto field names, fields at their defaults included."""
+    try:
+        return json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                         always_print_fields_with_no_presence=True)
+    except TypeError:  # protobuf before 5.26
+        return json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                         including_default_value_fields=True)
+
+
+def signature_defs_json(signature_defs) -> dict:
+    return {name: _message_json(definition) for name, definition in signature_defs.items()}
+
+
+class _BodyTimeout(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _counted(info: dict):
+    """Record a failed request's status for the metrics; nesting too deep for Python's recursion is a 400."""
+    try:
+        yield
+    except RecursionError:
+        info["status"] = "INVALID_ARGUMENT"
+        raise invalid(json_input.TOO_DEEP) from None
+    except ServingError as error:
+        info["status"] = error.code.name
+        raise
 
 
 class RestApi:
     def __init__(self, models: dict[str, ModelStore], metrics: ServerMetrics | None = None,
                  metrics_path: str | None = None, request_log: RequestLog | None = None,
                  batcher: Batcher | None = None, method_name_check: bool = False,
-                 max_body_bytes: int = 64 * 1024 * 1024):
+                 max_body_bytes: int = 64 * 1024 * 1024, body_timeout: float = 60.0):
+        """`body_timeout`: seconds a request body may take to arrive in full."""
         self.models, self.metrics, self.metrics_path = models, metrics or ServerMetrics(), metrics_path
         self.request_log = request_log
         self.batcher, self.method_name_check = batcher, method_name_check
-        self.max_body_bytes = max_body_bytes
+        self.max_body_bytes, self.body_timeout = max_body_bytes, body_timeout
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.max_body_bytes)
@@ -70,88 +116,109 @@ class RestApi:
             return web.Response(status=404, text=NOT_FOUND_HTML, content_type="text/html")
         try:
             if request.method == "POST" and (match := POST_PATH.fullmatch(path)):
+                spec = _version_and_label(match)  # as in TF Serving, before the body or the model
                 if match.group(4) == "predict":
-                    return await self._predict(match, await request.read())
+                    return await self._predict(match, spec, await self._body(request))
                 if match.group(4) in (classify_regress.CLASSIFY, classify_regress.REGRESS):
-                    return await self._classify_or_regress(match, await request.read())
+                    return await self._classify_or_regress(match, spec, await self._body(request))
             if request.method == "GET" and (match := GET_PATH.fullmatch(path)):
-                return self._metadata(match) if match.group(4) else self._status(match)
+                spec = _version_and_label(match)
+                return self._metadata(match, spec) if match.group(4) else self._status(match, spec)
             if request.method == "GET" and path.lower() == "/v1/models":
                 raise invalid("Missing model name in request.")
             raise invalid(f"Malformed request: {request.method} {path}")
         except ServingError as error:
             return _error(error)
+        except RecursionError:  # a last net: _counted turns those of JSON bodies into 400s already
+            return _error(invalid(json_input.TOO_DEEP))
         except web.HTTPRequestEntityTooLarge:
             # TF Serving reads any body; this server stops where its gRPC port stops too.
             return _json({"error": f"The request body is larger than this server's limit of "
                                    f"{self.max_body_bytes} bytes: send fewer rows per request."}, 413)
+        except _BodyTimeout:
+            return await self._close_slow_body(request)
 
-    def _status(self, match: re.Match) -> web.Response:
+    async def _body(self, request: web.Request) -> bytes:
+        try:
+            return await asyncio.wait_for(request.read(), self.body_timeout)
+        except asyncio.TimeoutError:
+            raise _BodyTimeout from None
+
+    async def _close_slow_body(self, request: web.Request) -> web.StreamResponse:
+        """408, then the connection is closed: the rest of the body is not waited for."""
+        response = _json({"error": f"The request body did not arrive within {self.body_timeout:g} seconds."}, 408)
+        response.force_close()
+        await response.prepare(request)
+        await response.write_eof()
+        if request.transport is not None:
+            request.transport.close()
+        return response
+
+    @staticmethod
+    async def _off_loop(size: int, function, *args):
+        """function(*args), on a worker thread for a large body."""
+        if size < OFF_LOOP_BODY_BYTES:
+            return function(*args)
+        return await asyncio.get_running_loop().run_in_executor(None, function, *args)
+
+    def _status(self, match: re.Match, spec: tuple[int | None, str | None]) -> web.Response:
         if not match.group(1):
             raise invalid("Missing model name in request.")
         name = urllib.parse.unquote(match.group(1))
         if name not in self.models:
             raise not_found(f"Could not find any versions of model {name}")
-        version = int(match.group(2)) if match.group(2) else None
+        version = spec[0]  # a label is ignored, as by TF Serving's GetModelStatus
         states = self.models[name].statuses(version)
         return _json({"model_version_status": [
             {"version": str(s.version), "state": s.state,
              "status": {"error_code": "UNKNOWN" if s.error else OK, "error_message": s.error}}
             for s in states]})
 
-    def _metadata(self, match: re.Match) -> web.Response:
+    def _metadata(self, match: re.Match, spec: tuple[int | None, str | None]) -> web.Response:
         if not match.group(1):
             raise invalid("Missing model name in request.")
         store = self._model(match.group(1))
-        version, signature_defs = store.signature_defs(*_version_and_label(match))
-        signatures = {name: json_format.MessageToDict(definition, preserving_proto_field_name=True)
-                      for name, definition in signature_defs.items()}
+        version, signature_defs = store.signature_defs(*spec)
         return _json({"model_spec": {"name": store.name, "signature_name": "", "version": str(version)},
-                      "metadata": {"signature_def": {"signature_def": signatures}}})
+                      "metadata": {"signature_def": {"signature_def": signature_defs_json(signature_defs)}}})
 
-    async def _predict(self, match: re.Match, body: bytes) -> web.Response:
-        with self.metrics.request(urllib.parse.unquote(match.group(1)), "predict", "REST") as info:
-            try:
-                return await self._predict_measured(match, body, info)
-            except ServingError as error:
-                info["status"] = error.code.name
-                raise
+    async def _predict(self, match: re.Match, spec: tuple[int | None, str | None], body: bytes) -> web.Response:
+        with self.metrics.request(urllib.parse.unquote(match.group(1)), "predict", "REST") as info, _counted(info):
+            return await self._predict_measured(match, spec, body, info)
 
-    async def _predict_measured(self, match: re.Match, body: bytes, info: dict) -> web.Response:
+    async def _predict_measured(self, match: re.Match, spec: tuple[int | None, str | None], body: bytes,
+                                info: dict) -> web.Response:
         store = self._model(match.group(1))
-        request = json_input.parse_json_body(body)
+        request = await self._off_loop(len(body), json_input.parse_json_body, body)
         signature_name = json_input.signature_name(request, DEFAULT_SIGNATURE)
-        version, model, signature_defs = store.resolve_with_signature_defs(*_version_and_label(match))
+        version, model, signature_defs = store.resolve_with_signature_defs(*spec)
         info["version"] = str(version)
         signature_name, function = signature_calls.signature(model, signature_name, rest=True)
         if self.method_name_check:
             signature_calls.check_predict_method_name(signature_defs[signature_name])
-        dtypes = {name: spec.dtype for name, spec in signature_calls.input_specs(function).items()}
-        inputs, rows = json_input.json_inputs(request, dtypes)
+        dtypes = {name: tensor.dtype for name, tensor in signature_calls.input_specs(function).items()}
+        inputs, rows = await self._off_loop(len(body), json_input.json_inputs, request, dtypes)
         outputs = await signature_calls.run_on_loop(function, inputs, self.batcher)
         if self.request_log:
             self.request_log.record(store.name, version, signature_name, inputs, outputs)
         return web.Response(text=json_output.dumps(json_output.json_response(outputs, rows)),
                             content_type="application/json")
 
-    async def _classify_or_regress(self, match: re.Match, body: bytes) -> web.Response:
+    async def _classify_or_regress(self, match: re.Match, spec: tuple[int | None, str | None],
+                                   body: bytes) -> web.Response:
         method = match.group(4)
-        with self.metrics.request(urllib.parse.unquote(match.group(1)), method, "REST") as info:
-            try:
-                # As in TF Serving, the body is read in full before the model is looked up.
-                request = json_input.parse_json_body(body)
-                signature_name = json_input.signature_name(request, "")
-                request_input = classify_regress.input_from_json(request)
-                store = self._model(match.group(1))
-                version, model, signature_defs = store.resolve_with_signature_defs(*_version_and_label(match))
-                info["version"] = str(version)
-                name, inputs = classify_regress.prepare(signature_defs, signature_name, method, request_input,
-                                                        self.method_name_check)
-                outputs = await signature_calls.run_on_loop(model.signatures[name], inputs, self.batcher)
-                result = classify_regress.result(method, outputs, len(inputs[classify_regress.INPUTS]))
-            except ServingError as error:
-                info["status"] = error.code.name
-                raise
+        with self.metrics.request(urllib.parse.unquote(match.group(1)), method, "REST") as info, _counted(info):
+            # As in TF Serving, the body is read in full before the model is looked up.
+            request = await self._off_loop(len(body), json_input.parse_json_body, body)
+            signature_name = json_input.signature_name(request, "")
+            request_input = await self._off_loop(len(body), classify_regress.input_from_json, request)
+            store = self._model(match.group(1))
+            version, model, signature_defs = store.resolve_with_signature_defs(*spec)
+            info["version"] = str(version)
+            name, inputs = classify_regress.prepare(signature_defs, signature_name, method, request_input,
+                                                    self.method_name_check)
+            outputs = await signature_calls.run_on_loop(model.signatures[name], inputs, self.batcher)
+            result = classify_regress.result(method, outputs, len(inputs[classify_regress.INPUTS]))
         if self.request_log:
             self.request_log.record_classify_or_regress(method, store.name, version, name, request_input, result)
         text = (classify_regress.classification_json(result) if method == classify_regress.CLASSIFY

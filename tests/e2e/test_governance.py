@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from models import features as F
 from pipeline import metadata
-from pipeline.cli.main import main as cli
+from pipeline.cli import main as cli  # the module: _cli calls cli.main(...)
 from pipeline.config import load_config
 from pipeline.runners.local_runner import run_local
 from serving.server.warmup import WARMUP_FILE
@@ -141,8 +141,10 @@ def test_lineage_names_spans_and_hyperparameters(home):
 def test_rollback_makes_the_earlier_version_serve_under_the_stable_label(home):
     from serving.clients import GrpcClient
     from serving.clients.request_encoding import read_csv_rows
+    from serving.deploy.production_config import models_config as generated_config
     from serving.server.model_config import read_model_config
     from serving.server.model_server import ModelServer
+    from serving.server.model_store import list_versions
 
     first = _versions(home)[0]
     result, output = _run(home)  # span 2 with the usual floor: blessed, pushed as a second version
@@ -150,9 +152,11 @@ def test_rollback_makes_the_earlier_version_serve_under_the_stable_label(home):
     second = pathlib.Path(result.pushed_version).name
     serving_dir = home / "out" / "serving" / "taxi-tips"
     models_config = home / "models.config"
-    models_config.write_text(f'model_config_list {{ config {{ name: "taxi-tips" base_path: "{serving_dir}" '
-                             'model_platform: "tensorflow" model_version_policy { latest { num_versions: 2 } } '
-                             f'version_labels {{ key: "stable" value: {second} }} }} }}')
+    # The config production serves with, generated from what was pushed: `stable` on the newest
+    # push, and a `specific` policy that loads only the versions labels name.
+    models_config.write_text(generated_config("taxi-tips", str(serving_dir), list_versions(str(serving_dir)),
+                                              canary=False))
+    assert read_model_config(str(models_config))[0].policy.versions == (int(second),)
     rows = list(read_csv_rows(str(home / "data" / "span-2" / "data.csv")))[:20]
 
     def in_process(version: str):
@@ -168,9 +172,21 @@ def test_rollback_makes_the_earlier_version_serve_under_the_stable_label(home):
         stable = GrpcClient(f"127.0.0.1:{server.grpc_port}", "taxi-tips", TYPES, version_label="stable")
         assert abs(stable.predict(rows) - in_process(second)).max() < 1e-5
 
-        text = _cli(home, "rollback", "--to", first, "--model_config", str(models_config))
+        # Without a server address the command goes in two steps, as TF Serving moves a label only
+        # onto a loaded version. First the copy is listed in the config, the label left where it is.
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = cli.main(["rollback", "--to", first, "--model_config", str(models_config),
+                             "--set", f"output_root={home / 'out'}", "--set", f"data_root={home / 'data'}"])
         new_version = _versions(home)[-1]
+        assert code == 2 and f"version {first} is copied as version {new_version}" in out.getvalue(), out.getvalue()
+        server.apply_config(read_model_config(str(models_config)), poll_seconds=0)  # what the config poll does
+        assert server.models["taxi-tips"].statuses(int(new_version))[0].state == "AVAILABLE"
+        assert abs(stable.predict(rows) - in_process(second)).max() < 1e-5
+        # Then, the copy loaded, the same command moves the label (and copies nothing again).
+        text = _cli(home, "rollback", "--to", first, "--model_config", str(models_config))
         assert f"version {first} serves again as version {new_version}" in text
+        assert _versions(home)[-1] == new_version
         server.apply_config(read_model_config(str(models_config)), poll_seconds=0)  # what the config poll does
         served = stable.predict(rows)
         assert abs(served - in_process(first)).max() < 1e-5

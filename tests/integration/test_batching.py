@@ -49,7 +49,7 @@ def test_a_bad_request_fails_alone(exported_model_dir, small_csv):
 
 
 def test_batching_parameters_file(tmp_path):
-    assert read_batching_parameters(SHIPPED) == BatchingParameters(64, 2000, 2)
+    assert read_batching_parameters(SHIPPED) == BatchingParameters(64, 2000, 2, max_enqueued_batches=100)
     bad = tmp_path / "bad.txt"
     bad.write_text("max_batch_size: 3")
     with pytest.raises(ValueError, match="no batching parameter"):

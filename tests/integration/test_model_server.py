@@ -59,6 +59,21 @@ def served(tmp_path_factory, exported_model_dir, small_csv):
     server.stop()
 
 
+@pytest.fixture
+def fresh(tmp_path, exported_model_dir, served):
+    """A server of its own at version 1, for a test that adds versions: `served` stays at version 1 for the
+    others, whatever order they run in."""
+    base = tmp_path / NAME
+    shutil.copytree(exported_model_dir, base / "1")
+    metrics = ServerMetrics()
+    store = ModelStore(NAME, str(base), poll_seconds=0.2,
+                       on_event=lambda model, version, event: metrics.loads.labels(model, str(version), event).inc())
+    server = ModelServer({NAME: store}, metrics=metrics, metrics_path=METRICS_PATH).start()
+    _, _, rows, expected = served
+    yield server, base, rows, expected
+    server.stop()
+
+
 def _url(server, path):
     return f"http://127.0.0.1:{server.rest_port}{path}"
 
@@ -143,6 +158,11 @@ def test_rest_row_predict_with_named_features(served):
     (f"/v1/models/{NAME}:predict", _raw_columns(fare=[[1.0], 2.0]), 400, "JSON Value: 2.0 found at incorrect level"),
     (f"/v1/models/{NAME}:predict", b'{"signature_name": 3, "instances": [1]}', 400,
      "'signature_name' key must be a string value."),
+    # Bytes after the body are a parse error, in rapidjson's words.
+    (f"/v1/models/{NAME}:predict", b'{"instances": [1]} {}', 400,
+     "JSON Parse error: The document root must not be followed by other values. at offset: 19"),
+    (f"/v1/models/{NAME}/versions/99999999999999999999:predict", b'{"instances": [1]}', 400,
+     "Failed to convert version: 99999999999999999999 to numeric."),
 ])
 def test_rest_bad_requests_get_the_contract_error(served, path, body, status, message):
     server, *_ = served
@@ -190,6 +210,14 @@ def _with_spec(request: predict_pb2.PredictRequest, **spec) -> predict_pb2.Predi
 EXAMPLE = row_to_example({"fare": "5.0"}, TYPES).SerializeToString()
 
 
+def _malformed_request() -> predict_pb2.PredictRequest:
+    """A TensorProto that is no tensor (Tensor::FromProto fails): 3 bytes of content for 1 float."""
+    request = _predict_request()
+    request.inputs["examples"].CopyFrom(tf.make_tensor_proto([1.0]))
+    request.inputs["examples"].tensor_content = b"abc"
+    return request
+
+
 @pytest.mark.parametrize("request_, code, message", [
     (_predict_request(examples=[1.0, 2.0]), grpc.StatusCode.INVALID_ARGUMENT,
      "Expects arg[0] to be string but float is provided"),
@@ -212,8 +240,9 @@ EXAMPLE = row_to_example({"fare": "5.0"}, TYPES).SerializeToString()
     (_with_spec(_predict_request(examples=[EXAMPLE]), signature_name="nope"), grpc.StatusCode.FAILED_PRECONDITION,
      'Serving signature key "nope" not found.'),
     (_predict_request(examples=[b"not an example"]), grpc.StatusCode.INVALID_ARGUMENT, "not an example"),
+    (_malformed_request(), grpc.StatusCode.INVALID_ARGUMENT, "tensor parsing error: examples"),
 ], ids=["wrong dtype", "no input", "extra input", "wrong input name", "no model name", "../ in the model name",
-        "unknown version", "unknown label", "unknown signature", "not a tf.Example"])
+        "unknown version", "unknown label", "unknown signature", "not a tf.Example", "malformed tensor"])
 def test_grpc_bad_requests_get_the_contract_status(served, request_, code, message):
     server, *_ = served
     with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
@@ -276,8 +305,8 @@ def _wait_for(condition, seconds=60):
     return False
 
 
-def test_half_written_and_corrupt_versions_never_replace_the_serving_one(served):
-    server, base, rows, _ = served
+def test_half_written_and_corrupt_versions_never_replace_the_serving_one(fresh):
+    server, base, rows, _ = fresh
     (base / "5" / "variables").mkdir(parents=True)  # a push still copying: no saved_model.pb yet
     (base / "6").mkdir()
     (base / "6" / "saved_model.pb").write_bytes(b"not a SavedModel")
@@ -298,8 +327,8 @@ def _states(server) -> dict[str, str]:
     return {s["version"]: s["state"] for s in reply["model_version_status"]}
 
 
-def test_a_new_version_is_loaded_and_then_served(served, exported_model_dir):
-    server, base, rows, _ = served
+def test_a_new_version_is_loaded_and_then_served(fresh, exported_model_dir):
+    server, base, rows, _ = fresh
     shutil.copytree(exported_model_dir, base / "10")
     assert _wait_for(lambda: _states(server).get("10") == "AVAILABLE")
     body = {"signature_name": "serving_raw", "inputs": rows_to_named_features(rows[:1], TYPES)}
@@ -348,23 +377,32 @@ def test_client_cli_prints_a_probability_per_row(served, small_csv, capsys):
     assert "Servable not found" in capsys.readouterr().err
 
 
-def test_prometheus_metrics_count_requests_per_version_and_api(served):
-    server, _, rows, _ = served
+def test_prometheus_metrics_count_requests_per_version_and_api(fresh):
+    server, base, rows, _ = fresh
     body = {"signature_name": "serving_raw", "inputs": rows_to_named_features(rows[:2], TYPES)}
     assert requests.post(_url(server, f"/v1/models/{NAME}:predict"), json=body, timeout=10).status_code == 200
     requests.post(_url(server, "/v1/models/other:predict"), json=body, timeout=10)
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
+            _predict_request(examples=[EXAMPLE]), timeout=10)
+    (base / "6").mkdir()
+    (base / "6" / "saved_model.pb").write_bytes(b"not a SavedModel")
+    assert _wait_for(lambda: _states(server).get("6") == "END")
     reply = requests.get(_url(server, METRICS_PATH), timeout=10)
     assert reply.status_code == 200 and reply.headers["Content-Type"].startswith("text/plain")
     text = reply.text
     assert "# TYPE" in text
     assert f':tensorflow:serving:request_count_total{{model_name="{NAME}",status="OK"}}' in text
-    assert ':tensorflow:serving:request_count_total{model_name="other",status="NOT_FOUND"}' in text
-    assert f'model_server_requests_total{{api="predict",entrypoint="REST",model="{NAME}",status="OK",version="10"}}' \
+    # Models the server does not serve share one label: clients cannot add series without bound.
+    assert ':tensorflow:serving:request_count_total{model_name="__unknown__",status="NOT_FOUND"}' in text
+    assert 'model_name="other"' not in text
+    assert f'model_server_requests_total{{api="predict",entrypoint="REST",model="{NAME}",status="OK",version="1"}}' \
         in text
     assert f'model_server_request_latency_seconds_bucket{{api="predict",entrypoint="GRPC",le="0.0005",model="{NAME}"' \
         in text
-    assert f'model_server_load_events_total{{event="loaded",model="{NAME}",version="10"}} 1.0' in text
-    assert f'model_server_load_events_total{{event="load_failed",model="{NAME}",version="6"}} 1.0' in text
+    assert f'model_server_load_events_total{{event="loaded",model="{NAME}",version="1"}} 1.0' in text
+    # Failed loads are tried again, so the count may have grown.
+    assert f'model_server_load_events_total{{event="load_failed",model="{NAME}",version="6"}} ' in text
 
 
 def test_monitoring_config_file(tmp_path):
@@ -389,6 +427,9 @@ def test_metadata_lists_the_signatures_over_rest_and_grpc(served):
     signatures = body["metadata"]["signature_def"]["signature_def"]
     assert set(signatures) >= {"serving_default", "serving_raw", "transform_features"}
     assert signatures["serving_default"]["inputs"]["examples"]["dtype"] == "DT_STRING"
+    shape = signatures["serving_default"]["inputs"]["examples"]["tensor_shape"]
+    assert shape["unknown_rank"] is False and all(set(dim) == {"size", "name"} for dim in shape["dim"])
+    assert signatures["serving_default"]["defaults"] == {}
     assert signatures["serving_default"]["method_name"] == "tensorflow/serving/predict"
     assert body["model_spec"]["name"] == NAME
     with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
@@ -404,10 +445,10 @@ def test_metadata_lists_the_signatures_over_rest_and_grpc(served):
         assert "at least one metadata_field" in failure.value.details()
 
 
-def test_warmup_requests_are_replayed_and_a_failing_warmup_blocks_the_version(served, exported_model_dir):
+def test_warmup_requests_are_replayed_and_a_failing_warmup_blocks_the_version(fresh, exported_model_dir):
     from serving.clients.request_encoding import serialized_examples
     from serving.server.warmup import write_warmup_requests
-    server, base, rows, _ = served
+    server, base, rows, _ = fresh
     staging = base.parent / "staging-20"
     shutil.copytree(exported_model_dir, staging)
     write_warmup_requests(str(staging), serialized_examples(rows, TYPES), NAME)
@@ -428,11 +469,11 @@ def test_warmup_requests_are_replayed_and_a_failing_warmup_blocks_the_version(se
     assert _states(server)["20"] == "AVAILABLE"
 
 
-def test_hot_reload_under_load_fails_no_request(served, exported_model_dir):
+def test_hot_reload_under_load_fails_no_request(fresh, exported_model_dir):
     import threading
 
     from serving.clients import GrpcClient
-    server, base, rows, _ = served
+    server, base, rows, _ = fresh
     client = GrpcClient(f"127.0.0.1:{server.grpc_port}", NAME, TYPES)
     failures, answered, stop = [], [0], threading.Event()
 
@@ -458,7 +499,7 @@ def test_hot_reload_under_load_fails_no_request(served, exported_model_dir):
     sender.join(timeout=60)
     client.close()
     assert failures == [] and answered[0] > 10
-    assert _states(server)["20"] == "END"
+    assert _states(server)["1"] == "END"
 
 
 def test_server_command_on_a_port_in_use_says_so_and_exits(served):

@@ -31,7 +31,7 @@ def ids(resolved: dict) -> dict[str, list[int]]:
     return {key: [a.id for a in value] for key, value in resolved.items()}
 
 
-# Baseline: the newest blessed model older than the candidate.
+# Baseline: the model of the newest push (Pusher's or a rollback's) recorded before the candidate.
 
 def train(recorder, run_id: str, blessed: bool | None) -> tuple:
     """A run whose Trainer made a model and whose Evaluator blessed it (or not, or never judged it: None)."""
@@ -48,41 +48,135 @@ def train(recorder, run_id: str, blessed: bool | None) -> tuple:
     return model, blessing
 
 
+def push(recorder, run_id: str, blessing, servable: bool = True, version: int = 0, serving_dir=None):
+    """The run's ServabilityCheck and Pusher as this pipeline wires them: Pusher's inputs are the two blessings,
+    its PushedModel says `pushed=1` only when both blessed. With `serving_dir`, a version folder as well."""
+    infra = standard_artifacts.InfraBlessing()
+    infra.uri = f"/pipeline/ServabilityCheck/blessing/{run_id}"
+    infra.set_int_custom_property("blessed", int(servable))
+    recorder.execution(run_id, artifacts.SERVABILITY_CHECK, outputs={"blessing": [infra]})
+    pushed = standard_artifacts.PushedModel()
+    pushed.uri = f"/pipeline/Pusher/pushed_model/{run_id}"
+    blessed = servable and blessing.get_int_custom_property(evaluator_constants.ARTIFACT_PROPERTY_BLESSED_KEY) == 1
+    pushed.set_int_custom_property("pushed", int(blessed))
+    if blessed:
+        version = version or int(run_id.rsplit("-", 1)[-1])
+        pushed.set_string_custom_property("pushed_version", str(version))
+        if serving_dir is not None:
+            destination = serving_dir / str(version)
+            (destination / "variables").mkdir(parents=True)
+            (destination / "saved_model.pb").write_bytes(b"")
+            pushed.set_string_custom_property("pushed_destination", str(destination))
+    recorder.execution(run_id, artifacts.PUSHER, inputs={"model_blessing": [blessing], "infra_blessing": [infra]},
+                       outputs={"pushed_model": [pushed]})
+    return pushed
+
+
+def trained_and_pushed(recorder, run_id: str, serving_dir=None) -> tuple:
+    model, blessing = train(recorder, run_id, blessed=True)
+    push(recorder, run_id, blessing, serving_dir=serving_dir)
+    return model, blessing
+
+
 def baseline(recorder, candidates, models, blessings) -> dict:
     return BaselineBeforeCandidateStrategy().resolve_artifacts(recorder.store, {
         CANDIDATE_KEY: candidates, MODEL_KEY: models, BLESSING_KEY: [b for b in blessings if b is not None]})
 
 
-def test_baseline_is_the_newest_blessed_model_older_than_the_candidate(recorder):
-    first, first_blessing = train(recorder, "run-1", blessed=True)
+def test_baseline_is_the_model_of_the_newest_push_older_than_the_candidate(recorder):
+    first, first_blessing = trained_and_pushed(recorder, "run-1")
     second, second_blessing = train(recorder, "run-2", blessed=False)
-    third, third_blessing = train(recorder, "run-3", blessed=True)
+    push(recorder, "run-2", second_blessing)  # Pusher ran, pushed nothing
+    third, third_blessing = trained_and_pushed(recorder, "run-3")
     candidate, _ = train(recorder, "run-4", blessed=None)
     resolved = baseline(recorder, [candidate], [first, second, third, candidate],
                         [first_blessing, second_blessing, third_blessing])
     assert ids(resolved) == {MODEL_KEY: [third.id], BLESSING_KEY: [third_blessing.id], CANDIDATE_KEY: [candidate.id]}
 
 
-def test_a_cached_candidate_that_is_itself_blessed_keeps_the_older_baseline(recorder):
-    # A re-run with nothing changed: the candidate is the blessed model of the last run, not its own baseline.
-    first, first_blessing = train(recorder, "run-1", blessed=True)
-    second, second_blessing = train(recorder, "run-2", blessed=True)
-    resolved = baseline(recorder, [second], [first, second], [first_blessing, second_blessing])
-    assert ids(resolved)[MODEL_KEY] == [first.id]
-    assert ids(resolved)[BLESSING_KEY] == [first_blessing.id]
+def test_a_blessed_model_the_servability_check_rejected_is_not_the_baseline(recorder):
+    served, served_blessing = trained_and_pushed(recorder, "run-1")
+    unservable, unservable_blessing = train(recorder, "run-2", blessed=True)
+    push(recorder, "run-2", unservable_blessing, servable=False)
+    candidate, _ = train(recorder, "run-3", blessed=None)
+    resolved = baseline(recorder, [candidate], [served, unservable, candidate], [served_blessing, unservable_blessing])
+    assert ids(resolved) == {MODEL_KEY: [served.id], BLESSING_KEY: [served_blessing.id], CANDIDATE_KEY: [candidate.id]}
 
 
-def test_no_older_blessed_model_means_no_baseline(recorder):
+def test_a_blessed_model_never_pushed_is_not_the_baseline(recorder):
+    # e.g. a run stopped after Evaluator: the newest blessed model, but nothing serves it.
+    served, served_blessing = trained_and_pushed(recorder, "run-1")
+    unpushed, unpushed_blessing = train(recorder, "run-2", blessed=True)
+    candidate, _ = train(recorder, "run-3", blessed=None)
+    resolved = baseline(recorder, [candidate], [served, unpushed, candidate], [served_blessing, unpushed_blessing])
+    assert ids(resolved)[MODEL_KEY] == [served.id]
+
+
+def test_a_model_rolled_back_away_from_is_not_the_baseline(recorder, tmp_path):
+    from pipeline.config import PipelineConfig
+    from pipeline.governance.rollback import rollback
+
+    config = PipelineConfig(output_root=str(tmp_path))  # its metadata.db is the recorder's store
+    serving_dir = tmp_path / "serving" / config.pipeline_name
+    first, first_blessing = trained_and_pushed(recorder, "run-1", serving_dir=serving_dir)
+    second, second_blessing = trained_and_pushed(recorder, "run-2", serving_dir=serving_dir)
+    rollback(config, "1")  # version 2 was bad: version 1 serves again, as a copy
+    candidate, _ = train(recorder, "run-3", blessed=None)
+    models, blessings = [first, second, candidate], [first_blessing, second_blessing]
+    assert ids(baseline(recorder, [candidate], models, blessings)) == {
+        MODEL_KEY: [first.id], BLESSING_KEY: [first_blessing.id], CANDIDATE_KEY: [candidate.id]}
+    # A rollback to a rollback's copy leads back to the same model.
+    copy = max(int(p.name) for p in serving_dir.iterdir() if p.name.isdigit())
+    rollback(config, "2")
+    rollback(config, str(copy))
+    later, _ = train(recorder, "run-4", blessed=None)
+    assert ids(baseline(recorder, [later], models + [later], blessings))[MODEL_KEY] == [first.id]
+
+
+def test_a_cached_candidate_keeps_its_baseline_after_its_own_push_and_a_rollback(recorder, tmp_path):
+    # A re-run with nothing changed: the candidate is the model the last run pushed, so its
+    # baseline must be the push before it, whatever happened since, or the run is not cached.
+    from pipeline.config import PipelineConfig
+    from pipeline.governance.rollback import rollback
+
+    config = PipelineConfig(output_root=str(tmp_path))
+    serving_dir = tmp_path / "serving" / config.pipeline_name
+    first, first_blessing = trained_and_pushed(recorder, "run-1", serving_dir=serving_dir)
+    second, second_blessing = trained_and_pushed(recorder, "run-2", serving_dir=serving_dir)
+    models, blessings = [first, second], [first_blessing, second_blessing]
+    assert ids(baseline(recorder, [second], models, blessings))[MODEL_KEY] == [first.id]
+    rollback(config, "1")
+    assert ids(baseline(recorder, [second], models, blessings)) == {
+        MODEL_KEY: [first.id], BLESSING_KEY: [first_blessing.id], CANDIDATE_KEY: [second.id]}
+    # The first run's candidate had nothing pushed before it, and still has not.
+    assert ids(baseline(recorder, [first], models, blessings))[MODEL_KEY] == []
+
+
+def test_no_push_yet_means_no_baseline(recorder):
     rejected, rejected_blessing = train(recorder, "run-1", blessed=False)
-    candidate, _ = train(recorder, "run-2", blessed=None)
-    resolved = baseline(recorder, [candidate], [rejected, candidate], [rejected_blessing])
+    push(recorder, "run-1", rejected_blessing)
+    blessed, blessed_blessing = train(recorder, "run-2", blessed=True)
+    push(recorder, "run-2", blessed_blessing, servable=False)
+    candidate, _ = train(recorder, "run-3", blessed=None)
+    resolved = baseline(recorder, [candidate], [rejected, blessed, candidate], [rejected_blessing, blessed_blessing])
     assert ids(resolved) == {MODEL_KEY: [], BLESSING_KEY: [], CANDIDATE_KEY: [candidate.id]}
+
+
+def test_a_push_of_another_pipeline_in_the_same_store_is_not_the_baseline(recorder):
+    from tests.unit.pipeline.conftest import Recorder
+
+    ours, ours_blessing = trained_and_pushed(recorder, "run-1")
+    other = Recorder(recorder.store, pipeline_name="fare-estimate")
+    theirs, theirs_blessing = trained_and_pushed(other, "run-2")
+    candidate, _ = train(recorder, "run-3", blessed=None)
+    resolved = baseline(recorder, [candidate], [ours, theirs, candidate], [ours_blessing, theirs_blessing])
+    assert ids(resolved)[MODEL_KEY] == [ours.id]
 
 
 def test_baseline_is_looked_up_against_the_newest_candidate_the_airflow_runner_passes(recorder):
     # TFX's Airflow runner passes every model Trainer ever made on the candidate channel.
-    first, first_blessing = train(recorder, "run-1", blessed=True)
-    second, second_blessing = train(recorder, "run-2", blessed=True)
+    first, first_blessing = trained_and_pushed(recorder, "run-1")
+    second, second_blessing = trained_and_pushed(recorder, "run-2")
     candidate, _ = train(recorder, "run-3", blessed=None)
     everything = [candidate, first, second]
     resolved = baseline(recorder, everything, everything, [first_blessing, second_blessing])
@@ -91,7 +185,7 @@ def test_baseline_is_looked_up_against_the_newest_candidate_the_airflow_runner_p
 
 
 def test_baseline_without_a_candidate_resolves_to_nothing(recorder):
-    model, blessing = train(recorder, "run-1", blessed=True)
+    model, blessing = trained_and_pushed(recorder, "run-1")
     assert baseline(recorder, [], [model], [blessing]) == {MODEL_KEY: [], BLESSING_KEY: [], CANDIDATE_KEY: []}
 
 

@@ -3,14 +3,18 @@ import json
 import pathlib
 import re
 
+import grpc
 import pytest
 import yaml
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving.deploy import production_config
-from serving.deploy.production_config import main, models_config
+from serving.deploy.production_config import labels_not_listed, main, models_config
+from serving.server.errors import ServingError
 from serving.server.metrics import ServerMetrics, read_monitoring_config
+from serving.server.model_config import ModelEntry, check_labels_loadable, read_model_config
+from serving.server.model_store import VersionPolicy
 
 DEPLOY = pathlib.Path(production_config.__file__).resolve().parent  # serving/deploy/
 
@@ -38,6 +42,51 @@ def test_models_config_needs_pushed_versions(tmp_path, capsys):
     _version(tmp_path, 1)
     with pytest.raises(ValueError, match="--canary needs two"):
         models_config("m", "/m", [1], canary=True)
+
+
+@pytest.mark.parametrize("canary", [False, True])
+def test_every_label_of_a_generated_config_names_a_version_it_loads(canary):
+    config = text_format.Parse(models_config("m", "/m", [1, 2, 3], canary), model_server_config_pb2.ModelServerConfig())
+    model = config.model_config_list.config[0]
+    assert labels_not_listed(model) == {}
+    assert set(model.version_labels.values()) == set(model.model_version_policy.specific.versions)
+
+
+def test_generated_config_round_trips_through_the_rollback_edit(tmp_path):
+    from pipeline.governance.rollback import _list_version, _move_label
+
+    serving_dir = tmp_path / "taxi-tips"
+    for number in (100, 200, 300):
+        _version(serving_dir, number)
+    path = tmp_path / "models.config"
+    path.write_text(models_config("taxi-tips", str(serving_dir), [100, 200, 300], canary=True))
+    _version(serving_dir, 400)  # rollback's copy of 200
+    _list_version(str(path), "taxi-tips", 400)
+    listed = read_model_config(str(path))
+    assert listed[0].labels == {"stable": 200, "canary": 300} and listed[0].policy.versions == (200, 300, 400)
+    check_labels_loadable(listed)
+    _move_label(str(path), "taxi-tips", "stable", 400)
+    [entry] = read_model_config(str(path))
+    assert (entry.name, entry.base_path) == ("taxi-tips", str(serving_dir))
+    assert entry.labels == {"stable": 400, "canary": 300} and entry.policy.versions == (200, 300, 400)
+    check_labels_loadable([entry])  # what our server checks before it applies a config
+    config = text_format.Parse(path.read_text(), model_server_config_pb2.ModelServerConfig())
+    assert labels_not_listed(config.model_config_list.config[0]) == {}
+    assert text_format.MessageToString(config) == path.read_text()
+
+
+def test_our_server_refuses_a_label_on_a_version_the_config_does_not_load(tmp_path):
+    for number in (1, 2):
+        _version(tmp_path, number)
+    unlisted = ModelEntry("taxi-tips", str(tmp_path), VersionPolicy("specific", versions=(1,)), {"stable": 2})
+    missing = ModelEntry("taxi-tips", str(tmp_path), VersionPolicy("all"), {"stable": 3})
+    for entry, version in ((unlisted, 2), (missing, 3)):
+        with pytest.raises(ServingError) as refused:
+            check_labels_loadable([entry])
+        assert refused.value.code == grpc.StatusCode.FAILED_PRECONDITION
+        assert refused.value.message == (f"Request to assign label to version {version} of model taxi-tips, "
+                                         "which is not currently available for inference")
+    check_labels_loadable([ModelEntry("taxi-tips", str(tmp_path), VersionPolicy("latest", count=2), {"stable": 1})])
 
 
 def test_shipped_configs_parse():
