@@ -55,7 +55,7 @@ class PipelineConfig:
     tuner_fn: str = "models.tuning.tuner_fn"
     # Blessing: the candidate's overall AUC must reach this...
     min_auc: float = 0.7
-    # ...and may not fall more than this below the latest blessed model's AUC.
+    # ...and may not fall more than this below the AUC of the model serving (the newest push).
     max_auc_drop: float = 0.0
     # ...and on every slice (hour, payment type, company, payment type x hour) with at least
     # min_slice_examples evaluation examples of each class (big tip and not), AUC must reach

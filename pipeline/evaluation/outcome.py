@@ -76,7 +76,7 @@ def describe(config: PipelineConfig, run_id: str) -> Outcome:
         decision = blessing.decide(uri, table, config)
         blessed = decision.blessed
         lines.append(f"Thresholds: overall {eval_config.BLESSING_METRIC} >= {config.min_auc} and at most "
-                     f"{config.max_auc_drop} below the latest blessed model (skipped when there is none); "
+                     f"{config.max_auc_drop} below the serving model (the newest push; skipped when there is none); "
                      f"AUC >= {config.min_slice_auc} on every slice with >= {config.min_slice_examples} "
                      "examples of each class.")
         if blessed:

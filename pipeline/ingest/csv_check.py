@@ -5,10 +5,10 @@ The checks themselves are in pipeline/ingest/csv_rules.py.
 # No `from __future__ import annotations`: TFX reads the @component annotations as types.
 from typing import TypedDict
 
+import tensorflow_data_validation as tfdv
 from tfx.dsl.component.experimental.annotations import Parameter
 from tfx.dsl.component.experimental.decorators import component
 
-from pipeline.data_validation.statistics_io import load_schema
 from pipeline.ingest.csv_rules import check_spans
 from pipeline.ingest.spans import spans_to_read
 
@@ -22,5 +22,5 @@ def CsvCheck(data_root: Parameter[str], spans: Parameter[str], schema_path: Para
              data_fingerprint: Parameter[str]) -> CsvCheckResult:
     """`spans` is the run's spans setting; `data_fingerprint` only makes changed files a new input."""
     del data_fingerprint
-    rows = check_spans(data_root, spans_to_read(data_root, spans), load_schema(schema_path))
+    rows = check_spans(data_root, spans_to_read(data_root, spans), tfdv.load_schema_text(schema_path))
     return {"rows": sum(rows.values())}

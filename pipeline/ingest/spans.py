@@ -12,15 +12,21 @@ import os
 import pathlib
 import re
 
-import tensorflow as tf
-
 SPAN_FOLDER = re.compile(r"^span-(\d+)$")
 
 
+def _gfile():
+    """TensorFlow's file API (local paths and gs:// alike), imported on first use: the command
+    line reads settings, which parse `spans`, and should not pay TensorFlow's start-up for that."""
+    import tensorflow as tf
+
+    return tf.io.gfile
+
+
 def list_spans(data_root: str) -> list[int]:
-    names = [name.rstrip("/") for name in tf.io.gfile.listdir(data_root)]
+    names = [name.rstrip("/") for name in _gfile().listdir(data_root)]
     spans = sorted(int(m.group(1)) for name in names
-                   if (m := SPAN_FOLDER.match(name)) and tf.io.gfile.isdir(f"{data_root}/{name}"))
+                   if (m := SPAN_FOLDER.match(name)) and _gfile().isdir(f"{data_root}/{name}"))
     if not spans:
         raise ValueError(f"{data_root} has no span-<N>/ folders; put each span's CSV files in span-1/, span-2/, ...")
     return spans
@@ -70,4 +76,4 @@ def spans_to_read(data_root: str, setting: str | int) -> list[int]:
 
 
 def span_files(data_root: str, span: int) -> list[str]:
-    return sorted(tf.io.gfile.glob(f"{data_root.rstrip('/')}/span-{span}/*.csv"))
+    return sorted(_gfile().glob(f"{data_root.rstrip('/')}/span-{span}/*.csv"))

@@ -37,3 +37,15 @@ def test_governance_commands_say_when_there_is_no_store(tmp_path, capsys):
     for command in (["runs"], ["lineage", "1"], ["card", "1"], ["rollback", "--to", "1"]):
         assert main([*command, "--set", f"output_root={tmp_path}"]) == 2
         assert f"no metadata store at {tmp_path}/metadata.db; run the pipeline first" in capsys.readouterr().out
+
+
+def test_help_and_settings_load_without_tensorflow():
+    """`taxi-pipeline --help` and reading settings answer at once: no TensorFlow start-up."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; from pipeline.cli.main import _parser; from pipeline.config import load_config; "
+             "_parser().format_help(); load_config(None, ['spans=window:2']); "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tfx', 'apache_beam')))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
