@@ -116,8 +116,8 @@ def test_describe_a_blessed_and_pushed_run(recorder, tmp_path):
     assert lines[1] == f"Data report: {report}"
     assert lines[2] == "Evaluation (candidate model on the eval split):"
     assert lines[3].startswith("  overall") and "AUC 0.8000, vs baseline +0.0100" in lines[3]
-    assert ("Thresholds: overall AUC >= 0.7 and at most 0.0 below the serving model (the newest push; skipped when there is "
-            "none); AUC >= 0.55 on every slice with >= 50 examples of each class.") in lines
+    assert ("Thresholds: overall AUC >= 0.7 and at most 0.0 below the serving model (the newest push; skipped "
+            "when there is none); AUC >= 0.55 on every slice with >= 50 examples of each class.") in lines
     [verdict] = [line for line in lines if line.startswith("Blessing:")]
     assert verdict.startswith("Blessing: BLESSED, every threshold is met; closest: AUC (change vs baseline) on "
                               "overall = 0.0100 meets >= ")
