@@ -16,10 +16,12 @@ class NodeRun:
     outputs: dict[str, list[metadata_store_pb2.Artifact]]
 
 
-def open_store(metadata_path: str) -> metadata_store.MetadataStore:
+def open_store(metadata_path: str, mode: int = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY,
+               ) -> metadata_store.MetadataStore:
+    """The one way this project opens its ML Metadata store; read-only unless `mode` says otherwise."""
     config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = metadata_path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    config.sqlite.filename_uri = str(metadata_path)
+    config.sqlite.connection_mode = mode
     return metadata_store.MetadataStore(config)
 
 

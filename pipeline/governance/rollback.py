@@ -39,6 +39,7 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from pipeline import metadata
 from pipeline.config import PipelineConfig
 from pipeline.governance import lineage
 from pipeline.governance.runs import ROLLBACK_TYPE
@@ -56,13 +57,6 @@ class RollbackPending(RollbackError):
     def __init__(self, message: str, new_version: int):
         super().__init__(message)
         self.new_version = new_version
-
-
-def _writable_store(path: str) -> metadata_store.MetadataStore:
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE
-    return metadata_store.MetadataStore(config)
 
 
 # The model config edits.
@@ -221,7 +215,7 @@ def rollback(config: PipelineConfig, to_version: str, model_config_path: str | N
     if not os.path.exists(config.metadata_path):
         raise RollbackError(f"no metadata store at {config.metadata_path}: nothing was pushed from "
                             f"{config.output_root}")
-    store = _writable_store(config.metadata_path)
+    store = metadata.open_store(config.metadata_path, metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE)
     version = os.path.basename(str(to_version).rstrip("/"))
     target = lineage.find_pushed(store, version)
     source = os.path.join(config.serving_dir, version)

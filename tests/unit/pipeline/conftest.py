@@ -15,6 +15,8 @@ import pytest
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from pipeline import metadata
+
 if TYPE_CHECKING:  # TensorFlow, TFX and TFMA load only for the tests that use them
     from tensorflow_model_analysis.proto import validation_result_pb2
     from tfx import types
@@ -27,10 +29,7 @@ STATES = {"COMPLETE": metadata_store_pb2.Execution.COMPLETE, "CACHED": metadata_
 
 
 def open_writable_store(path: pathlib.Path) -> metadata_store.MetadataStore:
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = str(path)
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
-    return metadata_store.MetadataStore(config)
+    return metadata.open_store(path, metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE)
 
 
 class Recorder:
