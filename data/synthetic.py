@@ -18,7 +18,10 @@ The shipped sample has 15,002 rows; the scaling benchmark and load tests need 10
   way the shipped data derives them (UTC, day 1 = Sunday).
 
 `fare_scale` multiplies fares and tips (a fare rise: the tip share, hence the label rate,
-is unchanged) to make a span that drifts numerically. Everything is vectorised numpy, so
+is unchanged) to make a span that drifts numerically. `tip_change` changes how one group
+of riders tips (a TipChange: riders paying one way, at some hours, tip big on short trips
+only), the concept drift the live-quality monitor has to notice: features look as before,
+the label's relation to them does not. Everything is vectorised numpy, so
 10^6 rows take seconds, and a seed fixes every byte of the output.
 
     taxi-pipeline generate --rows 1000000 --out out/synthetic [--spans 3] [--seed 7]
@@ -108,6 +111,44 @@ def payment_probabilities(source_freq: pd.Series, mix: dict[str, float] | None) 
     return probabilities / probabilities.sum()
 
 
+@dataclasses.dataclass(frozen=True)
+class TipChange:
+    """Riders of `payment_type` starting at one of `hours` tip SHORT_TRIP_SHARE on trips with a
+    fare below `short_fare`, and LONG_TRIP_SHARE on the others: big tips (over 20%) on short
+    trips only, whatever they did before. Learnable from the features (fare, payment, hour)."""
+    payment_type: str = "Credit Card"
+    hours: frozenset[int] = frozenset(range(24))
+    short_fare: float = 10.0
+
+    SHORT_TRIP_SHARE = 0.25
+    LONG_TRIP_SHARE = 0.05
+
+
+def parse_tip_change(text: str) -> TipChange | None:
+    """'Credit Card' or 'Credit Card@17-23' or 'Credit Card@7,8,17-19' -> TipChange; '' -> None."""
+    if not text.strip():
+        return None
+    payment, _, hours_text = text.partition("@")
+    hours: set[int] = set()
+    try:
+        for part in filter(None, (item.strip() for item in hours_text.split(","))):
+            first, _, last = part.partition("-")
+            hours.update(range(int(first), int(last or first) + 1))
+    except ValueError:
+        hours = {-1}
+    if not payment.strip() or not all(0 <= hour <= 23 for hour in hours):
+        raise ValueError(f"--tip-change {text!r}: expected PAYMENT_TYPE[@HOURS], hours 0-23 as a list or ranges, "
+                         "e.g. 'Credit Card@17-23'")
+    return TipChange(payment.strip(), frozenset(hours) if hours else frozenset(range(24)))
+
+
+def _changed_tips(tips: np.ndarray, fare: np.ndarray, payment: np.ndarray, hour: np.ndarray,
+                  change: TipChange) -> np.ndarray:
+    affected = (payment == change.payment_type) & np.isin(hour, list(change.hours)) & ~np.isnan(fare)
+    share = np.where(fare < change.short_fare, change.SHORT_TRIP_SHARE, change.LONG_TRIP_SHARE)
+    return np.where(affected, np.round(share * fare, 2), tips)
+
+
 def _as_text(values: np.ndarray) -> np.ndarray:
     """Numbers as text, formatting each distinct value once (10x faster than per cell)."""
     distinct, index = np.unique(values, return_inverse=True)
@@ -122,7 +163,8 @@ def _format_decimal(values: np.ndarray, missing: np.ndarray, decimals: int) -> n
 
 
 def generate(rows: int, seed: int | np.random.SeedSequence = 0, source: SourceData | None = None,
-             payment_mix: dict[str, float] | None = None, fare_scale: float = 1.0) -> pd.DataFrame:
+             payment_mix: dict[str, float] | None = None, fare_scale: float = 1.0,
+             tip_change: TipChange | None = None) -> pd.DataFrame:
     """`rows` synthetic trips as text columns in the shipped header order."""
     if rows < 1:
         raise ValueError(f"rows must be at least 1, not {rows}")
@@ -159,7 +201,6 @@ def generate(rows: int, seed: int | np.random.SeedSequence = 0, source: SourceDa
     tips = np.where(np.isnan(share), numbers["tips"], share * np.round(fare * 20) / 20)
     # Meter fares move in 5-cent steps; miles are recorded to 0.1, seconds in whole minutes.
     out["fare"] = _format_decimal(np.round(fare * fare_scale * 20) / 20, fare_missing, 2)
-    out["tips"] = _format_decimal(tips * fare_scale, np.isnan(tips), 2)
     miles = numbers["trip_miles"] * factor
     out["trip_miles"] = _format_decimal(miles, np.isnan(miles), 1)
     seconds = np.minimum(numbers["trip_seconds"] * factor, MAX_TRIP_SECONDS)  # NaN (missing) stays NaN
@@ -175,6 +216,10 @@ def generate(rows: int, seed: int | np.random.SeedSequence = 0, source: SourceDa
     out["trip_start_month"] = _as_text(when.month.to_numpy())
     out["trip_start_hour"] = _as_text(when.hour.to_numpy())
     out["trip_start_day"] = _as_text((when.dayofweek.to_numpy() + 1) % 7 + 1)  # 1 = Sunday
+    # Last, so that the random draws (hence every other column) are those of the same seed without it.
+    if tip_change is not None:
+        tips = _changed_tips(tips, np.round(fare * 20) / 20, payment, when.hour.to_numpy(), tip_change)
+    out["tips"] = _format_decimal(tips * fare_scale, np.isnan(tips), 2)
 
     missing = set(source.header) - set(out)
     if missing:
@@ -205,7 +250,8 @@ def _write_csv(frame: pd.DataFrame, path: pathlib.Path, plain: bool) -> None:
 
 def write_spans(out_root: pathlib.Path, rows: int, spans: int = 1, first_span: int = 1, seed: int = 0,
                 payment_mix: dict[str, float] | None = None, fare_scale: float = 1.0,
-                source_root: pathlib.Path = SOURCE_ROOT, progress=None) -> list[pathlib.Path]:
+                source_root: pathlib.Path = SOURCE_ROOT, progress=None,
+                tip_change: TipChange | None = None) -> list[pathlib.Path]:
     """Write span-<first_span>/data.csv ... each with `rows` rows; span k gets its own seed."""
     source = SourceData.load(source_root)
     plain = not _needs_quoting(pd.unique(source.text.to_numpy().ravel())) and not _needs_quoting(payment_mix or {})
@@ -214,7 +260,7 @@ def write_spans(out_root: pathlib.Path, rows: int, spans: int = 1, first_span: i
         started = time.monotonic()
         # (seed, span) as the seed: spans differ from each other, and re-running is exact.
         span_seed = np.random.SeedSequence([seed, number])
-        frame = generate(rows, span_seed, source, payment_mix, fare_scale)
+        frame = generate(rows, span_seed, source, payment_mix, fare_scale, tip_change)
         folder = out_root / f"span-{number}"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "data.csv"

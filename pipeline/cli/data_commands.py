@@ -29,6 +29,9 @@ def add_commands(commands, add_config_options) -> None:
                                "the rest in their shipped proportions; an unseen type (Bitcoin=0.01) is allowed")
     generate.add_argument("--fare-scale", type=float, default=1.0,
                           help="drift: multiply fares and tips by this (default 1.0; the big-tip rate is unchanged)")
+    generate.add_argument("--tip-change", default="", metavar="PAYMENT[@HOURS]",
+                          help="concept drift: riders paying this way (at these hours, e.g. 'Credit Card@17-23') "
+                               "tip big on short trips (fare < $10) only; the features look as before")
     generate.add_argument("--source", type=pathlib.Path, default=SHIPPED_SPANS,
                           help=f"span folders to fit the generator to (default {SHIPPED_SPANS})")
     generate.set_defaults(handler=_generate)
@@ -49,10 +52,11 @@ def _generate(args: argparse.Namespace, config: None) -> int:
 
     try:
         mix = synthetic.parse_payment_mix(args.payment_mix)
+        tip_change = synthetic.parse_tip_change(args.tip_change)
         if args.spans < 1:
             raise ValueError(f"--spans must be at least 1, not {args.spans}")
         synthetic.write_spans(args.out, args.rows, args.spans, args.first_span, args.seed, mix, args.fare_scale,
-                              args.source, progress=sys.stdout)
+                              args.source, progress=sys.stdout, tip_change=tip_change)
     except (ValueError, OSError) as error:
         print(f"taxi-pipeline generate: {error}", file=sys.stderr)
         return 2

@@ -7,6 +7,8 @@
 - call_defaults.py: the signature, input and output a call uses unless told otherwise
 - cli.py: the command: scores a CSV file's rows
 
+`predict_with_ids` answers a `Predictions` (values, request_ids): each row's id, as the server logs it.
+
 They import no model code: feature types and signature names are given by the caller.
 """
 import warnings
@@ -27,6 +29,7 @@ from serving.clients.request_encoding import (  # noqa: E402
 )
 from serving.clients.rest_client import RestClient  # noqa: E402
 from serving.clients.traffic_split import TrafficSplitClient  # noqa: E402
+from serving.request_ids import Predictions  # noqa: E402
 
-__all__ = ["GrpcClient", "RestClient", "TrafficSplitClient", "feature_types_from_schema", "read_csv_rows",
-           "row_to_example", "rows_to_named_features", "serialized_examples"]
+__all__ = ["GrpcClient", "Predictions", "RestClient", "TrafficSplitClient", "feature_types_from_schema",
+           "read_csv_rows", "row_to_example", "rows_to_named_features", "serialized_examples"]

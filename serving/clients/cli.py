@@ -3,11 +3,13 @@
     python -m serving.clients data/taxi/span-4/data.csv --grpc 127.0.0.1:8500
     python -m serving.clients data/taxi/span-4/data.csv --rest http://127.0.0.1:8501 --limit 5
     python -m serving.clients data/taxi/span-4/data.csv --grpc 127.0.0.1:8500 --api classify
+    python -m serving.clients data/taxi/span-4/data.csv --rest http://127.0.0.1:8501 --show-ids
 
 --api picks TF Serving's API: predict (serving_default), classify (the classification
 signature: a score per class) or regress (the regression signature); --signature names
 another. Rows become tf.Examples with the feature types of --schema (a TFMD schema: its
 features in the SERVING environment; other columns, such as a label, are left out).
+--show-ids prints each row's request id (predict), the id the server's request log keeps it under.
 """
 from __future__ import annotations
 
@@ -25,15 +27,21 @@ DEFAULT_SCHEMA = pathlib.Path(__file__).resolve().parents[2] / "schema" / "schem
 SIGNATURES = {"predict": PREDICT_SIGNATURE, "classify": CLASSIFY_SIGNATURE, "regress": REGRESS_SIGNATURE}
 
 
-def _answers(client, args, rows) -> list[str]:
+def _answers(client, args, rows) -> tuple[list[str], list[str | None]]:
+    """(an answer per row, a request id per row: None unless --show-ids)."""
     signature = args.signature or SIGNATURES[args.api]
+    no_ids = [None] * len(rows)
     if args.api == "classify":
         return [", ".join(f"class {label} score {score:.4f}" for label, score in classes)
-                for classes in client.classify(rows, signature)]
+                for classes in client.classify(rows, signature)], no_ids
     if args.api == "regress":
-        return [f"value {value:.4f}" for value in client.regress(rows, signature)]
+        return [f"value {value:.4f}" for value in client.regress(rows, signature)], no_ids
     label = args.output_key or "prediction"
-    return [f"{label} {value:.4f}" for value in client.predict(rows, signature, output_key=args.output_key)]
+    if args.show_ids:
+        values, ids = client.predict_with_ids(rows, signature=signature, output_key=args.output_key)
+    else:
+        values, ids = client.predict(rows, signature, output_key=args.output_key), no_ids
+    return [f"{label} {value:.4f}" for value in values], ids
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,7 +63,11 @@ def main(argv: list[str] | None = None) -> int:
                         "regression, by --api)")
     parser.add_argument("--output_key", help="predict: the output to print (default: the signature's only one)")
     parser.add_argument("--show", default="", metavar="COLUMN,...", help="CSV columns to print beside each answer")
+    parser.add_argument("--show-ids", action="store_true",
+                        help="print each row's request id beside its answer (--api predict)")
     args = parser.parse_args(argv)
+    if args.show_ids and args.api != "predict":
+        parser.error("--show-ids goes with --api predict")
     try:
         feature_types = feature_types_from_schema(args.schema)
     except SchemaError as error:
@@ -75,9 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         number = 0
         for start in range(0, len(rows), args.batch):
             batch = rows[start:start + args.batch]
-            for row, answer in zip(batch, _answers(client, args, batch)):
+            answers, ids = _answers(client, args, batch)
+            for row, answer, request_id in zip(batch, answers, ids):
                 number += 1
-                context = ", ".join(f"{column} {row.get(column, '')}" for column in shown)
+                context = ", ".join(([f"id {request_id}"] if request_id else [])
+                                    + [f"{column} {row.get(column, '')}" for column in shown])
                 print(f"row {number}: {answer}" + (f" ({context})" if context else ""))
     except Exception as error:  # a failed request is reported, not a traceback
         print(f"client: request failed: {error}", file=sys.stderr)

@@ -8,6 +8,7 @@ import numpy as np
 
 from serving.clients.grpc_client import GrpcClient
 from serving.clients.rest_client import RestClient
+from serving.request_ids import Predictions
 
 
 class TrafficSplitClient:
@@ -25,9 +26,17 @@ class TrafficSplitClient:
         self._random = random.Random(seed)
 
     def predict(self, rows: Sequence[Mapping[str, str]], **options) -> tuple[str, np.ndarray]:
-        """(label the request went to, its answer); `options` go to the client's predict."""
-        label = self._random.choices(self.labels, self.weights)[0]
+        """(label the request went to, its answer); `options` (request_ids too) go to the client's predict."""
+        label = self._pick()
         return label, self.clients[label].predict(rows, **options)
+
+    def predict_with_ids(self, rows: Sequence[Mapping[str, str]], **options) -> tuple[str, Predictions]:
+        """(label the request went to, its answer with each row's request id); see the clients' predict_with_ids."""
+        label = self._pick()
+        return label, self.clients[label].predict_with_ids(rows, **options)
+
+    def _pick(self) -> str:
+        return self._random.choices(self.labels, self.weights)[0]
 
     def close(self) -> None:
         for client in self.clients.values():

@@ -1,4 +1,6 @@
-"""TF Serving's gRPC services on the official tensorflow-serving-api stubs."""
+"""TF Serving's gRPC services on the official tensorflow-serving-api stubs. Predict, Classify and
+Regress answer with the call's `x-request-id` in the trailing metadata (serving/request_ids.py),
+which the request log keeps with each row."""
 from __future__ import annotations
 
 import ipaddress
@@ -17,6 +19,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
+from serving import request_ids
 from serving.server import classify_regress, signature_calls
 from serving.server.batching import Batcher
 from serving.server.errors import ServingError, invalid, not_found
@@ -92,6 +95,25 @@ def path_is_inside(path: str, roots: list[str]) -> bool:
     return False
 
 
+def _request_id(context: grpc.aio.ServicerContext) -> str:
+    """The request id to echo: the call's `x-request-id` metadata (several entries are one list), or a
+    new one; INVALID_ARGUMENT for a bad one. Set as trailing metadata at once, so errors carry it too."""
+    sent = [value for key, value in context.invocation_metadata() or () if key == request_ids.HEADER]
+    try:
+        echo = request_ids.check_header(",".join(sent))
+    except ValueError as error:
+        raise invalid(str(error)) from None
+    context.set_trailing_metadata(((request_ids.HEADER, echo),))
+    return echo
+
+
+def _row_ids(echo: str, rows: int) -> list[str]:
+    try:
+        return request_ids.row_ids(echo, rows)[1]
+    except ValueError as error:
+        raise invalid(str(error)) from None
+
+
 def _version_and_label(spec) -> tuple[int | None, str | None]:
     version = spec.version.value if spec.HasField("version") else None
     return version, spec.version_label or None
@@ -112,22 +134,27 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     async def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:
         with self.metrics.request(request.model_spec.name, "predict", "GRPC") as info:
             try:
-                return await self._predict(request, info)
+                return await self._predict(request, context, info)
             except ServingError as error:
                 info["status"] = error.code.name
                 await _abort_on_loop(context, error)
 
-    async def _predict(self, request: predict_pb2.PredictRequest, info: dict) -> predict_pb2.PredictResponse:
+    async def _predict(self, request: predict_pb2.PredictRequest, context,
+                       info: dict) -> predict_pb2.PredictResponse:
+        echo = _request_id(context)
         store = _store(self.models, request.model_spec)
-        version, model, signature_defs = store.resolve_with_signature_defs(*_version_and_label(request.model_spec))
+        version, label = _version_and_label(request.model_spec)
+        version, model, signature_defs = store.resolve_with_signature_defs(version, label)
         info["version"] = str(version)
         name, function = signature_calls.signature(model, request.model_spec.signature_name, rest=False)
         if self.method_name_check:
             signature_calls.check_predict_method_name(signature_defs[name])
         inputs = _tensors(request.inputs, self.max_tensor_bytes)
         outputs = await signature_calls.run_on_loop(function, inputs, self.batcher)
+        # Counted once the model took the inputs: its own complaints about them come first.
+        ids = _row_ids(echo, signature_calls.row_count(inputs))
         if self.request_log:
-            self.request_log.record(store.name, version, name, inputs, outputs)
+            self.request_log.record(store.name, version, name, inputs, outputs, request_ids=ids, version_label=label)
         wanted = list(request.output_filter) or list(outputs)
         for alias in wanted:
             if alias not in outputs:
@@ -153,19 +180,22 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     async def _classify_or_regress(self, request, context, method: str, response):
         with self.metrics.request(request.model_spec.name, method, "GRPC") as info:
             try:
+                echo = _request_id(context)
                 store = _store(self.models, request.model_spec)
-                version, model, signature_defs = store.resolve_with_signature_defs(
-                    *_version_and_label(request.model_spec))
+                version, label = _version_and_label(request.model_spec)
+                version, model, signature_defs = store.resolve_with_signature_defs(version, label)
                 info["version"] = str(version)
                 name, inputs = classify_regress.prepare(signature_defs, request.model_spec.signature_name, method,
                                                         request.input, self.method_name_check)
                 outputs = await signature_calls.run_on_loop(model.signatures[name], inputs, self.batcher)
                 result = classify_regress.result(method, outputs, len(inputs[classify_regress.INPUTS]))
+                ids = _row_ids(echo, len(inputs[classify_regress.INPUTS]))
             except ServingError as error:
                 info["status"] = error.code.name
                 await _abort_on_loop(context, error)
         if self.request_log:
-            self.request_log.record_classify_or_regress(method, store.name, version, name, request.input, result)
+            self.request_log.record_classify_or_regress(method, store.name, version, name, request.input, result,
+                                                        request_ids=ids, version_label=label)
         response.model_spec.name, response.model_spec.signature_name = store.name, name
         response.model_spec.version.value = version
         response.result.CopyFrom(result)

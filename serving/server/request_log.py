@@ -4,6 +4,10 @@ The same record type TF Serving's own request logging writes, so tooling (and th
 project's training/serving skew check) reads either. Predict requests to serving_default
 carry serialized tf.Examples, those to serving_raw one tensor per raw feature; classify and
 regress requests carry their tf.Examples in an Input, and are logged with their results.
+Each record's log_metadata has the model spec served (the version resolved) and the time it
+was served; its request has the model spec as the client addressed it (a version label, when
+it came by one). The request ids of the served rows follow in field 1000 (see
+serving/request_ids.py); `read_records` gives them with each record.
 
 Logging never fails or slows a request: `record` puts the request on a bounded queue and a
 writer thread writes it. A full queue drops the record, a failed write (a full disk) loses
@@ -38,6 +42,7 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 from tensorflow_serving.apis import classification_pb2, model_pb2, predict_pb2, prediction_log_pb2, regression_pb2
 
+from serving.request_ids import ids_of, with_ids
 from serving.server import classify_regress
 
 log = logging.getLogger("serving.request_log")
@@ -193,28 +198,47 @@ def _spec(model: str, version: int, signature: str) -> model_pb2.ModelSpec:
     return spec
 
 
+def _addressed_spec(model: str, version: int, signature: str, version_label: str | None) -> model_pb2.ModelSpec:
+    """The request's model spec as the client sent it: by label, or by version (latest: the one resolved)."""
+    if not version_label:
+        return _spec(model, version, signature)
+    return model_pb2.ModelSpec(name=model, signature_name=signature, version_label=version_label)
+
+
+def _with_metadata(entry: prediction_log_pb2.PredictionLog, model: str, version: int, signature: str,
+                   timestamp_secs: int) -> prediction_log_pb2.PredictionLog:
+    entry.log_metadata.model_spec.CopyFrom(_spec(model, version, signature))
+    entry.log_metadata.timestamp_secs = timestamp_secs
+    return entry
+
+
 def _predict_log(model: str, version: int, signature: str, inputs: dict[str, np.ndarray],
-                 outputs: dict[str, np.ndarray]) -> prediction_log_pb2.PredictionLog:
-    request = predict_pb2.PredictRequest(model_spec=_spec(model, version, signature))
-    response = predict_pb2.PredictResponse(model_spec=request.model_spec)
+                 outputs: dict[str, np.ndarray], version_label: str | None = None,
+                 timestamp_secs: int = 0) -> prediction_log_pb2.PredictionLog:
+    request = predict_pb2.PredictRequest(model_spec=_addressed_spec(model, version, signature, version_label))
+    response = predict_pb2.PredictResponse(model_spec=_spec(model, version, signature))
     for name, value in inputs.items():
         request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
     for name, value in outputs.items():
         response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
-    return prediction_log_pb2.PredictionLog(
-        predict_log=prediction_log_pb2.PredictLog(request=request, response=response))
+    return _with_metadata(prediction_log_pb2.PredictionLog(
+        predict_log=prediction_log_pb2.PredictLog(request=request, response=response)),
+        model, version, signature, timestamp_secs)
 
 
-def _classify_or_regress_log(method: str, model: str, version: int, signature: str, request_input,
-                             result) -> prediction_log_pb2.PredictionLog:
-    spec = _spec(model, version, signature)
+def _classify_or_regress_log(method: str, model: str, version: int, signature: str, request_input, result,
+                             version_label: str | None = None,
+                             timestamp_secs: int = 0) -> prediction_log_pb2.PredictionLog:
+    addressed, spec = _addressed_spec(model, version, signature, version_label), _spec(model, version, signature)
     if method == classify_regress.CLASSIFY:
-        return prediction_log_pb2.PredictionLog(classify_log=prediction_log_pb2.ClassifyLog(
-            request=classification_pb2.ClassificationRequest(model_spec=spec, input=request_input),
+        entry = prediction_log_pb2.PredictionLog(classify_log=prediction_log_pb2.ClassifyLog(
+            request=classification_pb2.ClassificationRequest(model_spec=addressed, input=request_input),
             response=classification_pb2.ClassificationResponse(model_spec=spec, result=result)))
-    return prediction_log_pb2.PredictionLog(regress_log=prediction_log_pb2.RegressLog(
-        request=regression_pb2.RegressionRequest(model_spec=spec, input=request_input),
-        response=regression_pb2.RegressionResponse(model_spec=spec, result=result)))
+    else:
+        entry = prediction_log_pb2.PredictionLog(regress_log=prediction_log_pb2.RegressLog(
+            request=regression_pb2.RegressionRequest(model_spec=addressed, input=request_input),
+            response=regression_pb2.RegressionResponse(model_spec=spec, result=result)))
+    return _with_metadata(entry, model, version, signature, timestamp_secs)
 
 
 class RequestLog:
@@ -252,16 +276,25 @@ class RequestLog:
         self._thread.start()
 
     def record(self, model: str, version: int, signature: str, inputs: dict[str, np.ndarray],
-               outputs: dict[str, np.ndarray]) -> bool:
-        """Queue one served predict request (if sampled); True when queued. Never raises."""
-        return self._enqueue(_predict_log, (model, version, signature, inputs, outputs))
+               outputs: dict[str, np.ndarray], *, request_ids: list[str] | None = None,
+               version_label: str | None = None) -> bool:
+        """Queue one served predict request (if sampled); True when queued. Never raises.
+
+        `version` is the version that served it, `version_label` the label the client addressed
+        (None when it asked for a version or the latest); `request_ids` one id per row."""
+        # Served now: the writer may get to it later.
+        return self._enqueue(_predict_log, (model, version, signature, inputs, outputs, version_label,
+                                            int(time.time())), request_ids)
 
     def record_classify_or_regress(self, method: str, model: str, version: int, signature: str,
-                                   request_input, result) -> bool:
+                                   request_input, result, *, request_ids: list[str] | None = None,
+                                   version_label: str | None = None) -> bool:
         """Queue one served classify or regress request (if sampled) with its result. Never raises."""
-        return self._enqueue(_classify_or_regress_log, (method, model, version, signature, request_input, result))
+        return self._enqueue(_classify_or_regress_log, (method, model, version, signature, request_input, result,
+                                                        version_label, int(time.time())), request_ids)
 
-    def _enqueue(self, build: Callable[..., prediction_log_pb2.PredictionLog], args: tuple) -> bool:
+    def _enqueue(self, build: Callable[..., prediction_log_pb2.PredictionLog], args: tuple,
+                 request_ids: list[str] | None) -> bool:
         # The PredictionLog is built by the writer too: making TensorProtos of every input costs
         # more than a request's share of the event loop should. The arrays are not changed later.
         with self._lock:
@@ -270,7 +303,7 @@ class RequestLog:
         try:
             if self._closed:
                 raise queue.Full
-            self._queue.put_nowait((build, args))
+            self._queue.put_nowait((build, args, request_ids))
             return True
         except queue.Full:
             self._lost(DROPPED, "request log %s: records dropped, the writer's queue of %d is full (the disk is "
@@ -282,9 +315,9 @@ class RequestLog:
             item = self._queue.get()
             if item is _STOP:
                 return
-            build, args = item
+            build, args, request_ids = item
             try:
-                record = tfrecord_bytes(build(*args).SerializeToString())
+                record = tfrecord_bytes(with_ids(build(*args).SerializeToString(), request_ids))
             except Exception as error:  # a value TensorFlow cannot make a TensorProto of: that record only
                 self._lost(ENCODE_ERROR, "request log %s: a request could not be encoded: %r", self.path, error)
                 continue
@@ -348,18 +381,20 @@ def log_files(pattern: str) -> list[str]:
     return sorted(files)
 
 
-def _read_file(path: str) -> Iterator[prediction_log_pb2.PredictionLog]:
-    """A file's records; one cut short at the end (being written, or a crash) is skipped with a warning."""
+def _read_file(path: str) -> Iterator[tuple[prediction_log_pb2.PredictionLog, bytes]]:
+    """A file's records, each with its bytes as stored; one cut short at the end (being written, or a
+    crash) is skipped with a warning."""
     count = 0
     try:
         for record in tf.data.TFRecordDataset(path):
             count += 1
+            data = record.numpy()
             try:
-                entry = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+                entry = prediction_log_pb2.PredictionLog.FromString(data)
             except DecodeError:
                 log.warning("request log %s: record %d is not a PredictionLog; skipped", path, count)
                 continue
-            yield entry
+            yield entry, data
     except tf.errors.DataLossError as error:
         log.warning("request log %s: skipped the end of the file after %d records, a record cut short or corrupt "
                     "(%s)", path, count, error.message.split(" [Op:")[0])
@@ -370,7 +405,16 @@ def _read_file(path: str) -> Iterator[prediction_log_pb2.PredictionLog]:
 def read_logs(pattern: str) -> Iterator[prediction_log_pb2.PredictionLog]:
     """Every whole record of the files log_files(pattern) names."""
     for path in log_files(pattern):
-        yield from _read_file(path)
+        for entry, _ in _read_file(path):
+            yield entry
+
+
+def read_records(pattern: str) -> Iterator[tuple[prediction_log_pb2.PredictionLog, list[str]]]:
+    """Every whole record of the files log_files(pattern) names, with its request ids: one per
+    served row, in row order ([] for a record logged without them, e.g. by TF Serving)."""
+    for path in log_files(pattern):
+        for entry, data in _read_file(path):
+            yield entry, ids_of(data)
 
 
 def read_predict_logs(pattern: str) -> Iterator[prediction_log_pb2.PredictLog]:
@@ -379,17 +423,23 @@ def read_predict_logs(pattern: str) -> Iterator[prediction_log_pb2.PredictLog]:
             yield entry.predict_log
 
 
+def examples_of(entry: prediction_log_pb2.PredictionLog) -> list[tf.train.Example]:
+    """The tf.Examples a logged request sent, one per served row, in row order: those of a predict
+    request with an `examples` input (serving_default), and of a classify or regress request (a
+    context merged into each, as served); [] for other requests (serving_raw's named features)."""
+    kind = entry.WhichOneof("log_type")
+    if kind == "predict_log":
+        inputs = entry.predict_log.request.inputs
+        serialized = tf.make_ndarray(inputs["examples"]).reshape(-1) if "examples" in inputs else []
+    elif kind in ("classify_log", "regress_log"):
+        serialized = classify_regress.serialized_examples(getattr(entry, kind).request.input)
+    else:
+        return []
+    return [tf.train.Example.FromString(row) for row in serialized]
+
+
 def logged_examples(pattern: str) -> Iterator[tf.train.Example]:
     """The tf.Examples clients sent, one per served row: serving_default predict requests,
     and classify and regress requests (a context merged into each example, as served)."""
     for entry in read_logs(pattern):
-        kind = entry.WhichOneof("log_type")
-        if kind == "predict_log":
-            inputs = entry.predict_log.request.inputs
-            serialized = tf.make_ndarray(inputs["examples"]).reshape(-1) if "examples" in inputs else []
-        elif kind in ("classify_log", "regress_log"):
-            serialized = classify_regress.serialized_examples(getattr(entry, kind).request.input)
-        else:
-            continue
-        for row in serialized:
-            yield tf.train.Example.FromString(row)
+        yield from examples_of(entry)

@@ -1,5 +1,6 @@
 """TF Serving's REST API (/v1/models/...) on aiohttp: model status, metadata, predict,
-classify and regress."""
+classify and regress. Predict, classify and regress answer with the request's `x-request-id`
+(serving/request_ids.py), which the request log keeps with each row."""
 from __future__ import annotations
 
 import asyncio
@@ -11,6 +12,7 @@ import urllib.parse
 from aiohttp import web
 from google.protobuf import json_format
 
+from serving import request_ids
 from serving.server import classify_regress, json_input, json_output, signature_calls
 from serving.server.batching import Batcher
 from serving.server.errors import ServingError, invalid, not_found
@@ -31,6 +33,8 @@ OFF_LOOP_BODY_BYTES = 256 * 1024
 NOT_FOUND_HTML = "<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n<H1>Not Found</H1>\n</BODY></HTML>"
 # Status error codes as TF Serving prints them (tensorflow.error.Code names).
 OK = "OK"
+# Where a prediction request keeps its request id once known, for the answer's header (errors too).
+_REQUEST_ID = "request_id"
 
 
 def _json(body: dict, status: int = 200) -> web.Response:
@@ -39,6 +43,30 @@ def _json(body: dict, status: int = 200) -> web.Response:
 
 def _error(error: ServingError) -> web.Response:
     return _json({"error": error.message}, error.http_status)
+
+
+def _request_id(request: web.Request) -> str:
+    """The request id to echo: `x-request-id` as sent (several header lines are one list, as HTTP
+    has it), or a new one; a bad one is a 400. Kept on the request for the answer's header."""
+    try:
+        echo = request_ids.check_header(",".join(request.headers.getall(request_ids.HEADER, ())))
+    except ValueError as error:
+        raise invalid(str(error)) from None
+    request[_REQUEST_ID] = echo
+    return echo
+
+
+def _row_ids(echo: str, rows: int) -> list[str]:
+    try:
+        return request_ids.row_ids(echo, rows)[1]
+    except ValueError as error:
+        raise invalid(str(error)) from None
+
+
+def _with_request_id(response: web.Response, request: web.Request) -> web.Response:
+    if _REQUEST_ID in request:
+        response.headers[request_ids.HEADER] = request[_REQUEST_ID]
+    return response
 
 
 def parse_version(text: str) -> int:
@@ -118,9 +146,9 @@ class RestApi:
             if request.method == "POST" and (match := POST_PATH.fullmatch(path)):
                 spec = _version_and_label(match)  # as in TF Serving, before the body or the model
                 if match.group(4) == "predict":
-                    return await self._predict(match, spec, await self._body(request))
+                    return await self._predict(request, match, spec, await self._body(request))
                 if match.group(4) in (classify_regress.CLASSIFY, classify_regress.REGRESS):
-                    return await self._classify_or_regress(match, spec, await self._body(request))
+                    return await self._classify_or_regress(request, match, spec, await self._body(request))
             if request.method == "GET" and (match := GET_PATH.fullmatch(path)):
                 spec = _version_and_label(match)
                 return self._metadata(match, spec) if match.group(4) else self._status(match, spec)
@@ -128,9 +156,9 @@ class RestApi:
                 raise invalid("Missing model name in request.")
             raise invalid(f"Malformed request: {request.method} {path}")
         except ServingError as error:
-            return _error(error)
+            return _with_request_id(_error(error), request)
         except RecursionError:  # a last net: _counted turns those of JSON bodies into 400s already
-            return _error(invalid(json_input.TOO_DEEP))
+            return _with_request_id(_error(invalid(json_input.TOO_DEEP)), request)
         except web.HTTPRequestEntityTooLarge:
             # TF Serving reads any body; this server stops where its gRPC port stops too.
             return _json({"error": f"The request body is larger than this server's limit of "
@@ -182,12 +210,14 @@ class RestApi:
         return _json({"model_spec": {"name": store.name, "signature_name": "", "version": str(version)},
                       "metadata": {"signature_def": {"signature_def": signature_defs_json(signature_defs)}}})
 
-    async def _predict(self, match: re.Match, spec: tuple[int | None, str | None], body: bytes) -> web.Response:
+    async def _predict(self, http_request: web.Request, match: re.Match, spec: tuple[int | None, str | None],
+                       body: bytes) -> web.Response:
         with self.metrics.request(urllib.parse.unquote(match.group(1)), "predict", "REST") as info, _counted(info):
-            return await self._predict_measured(match, spec, body, info)
+            return await self._predict_measured(http_request, match, spec, body, info)
 
-    async def _predict_measured(self, match: re.Match, spec: tuple[int | None, str | None], body: bytes,
-                                info: dict) -> web.Response:
+    async def _predict_measured(self, http_request: web.Request, match: re.Match,
+                                spec: tuple[int | None, str | None], body: bytes, info: dict) -> web.Response:
+        echo = _request_id(http_request)
         store = self._model(match.group(1))
         request = await self._off_loop(len(body), json_input.parse_json_body, body)
         signature_name = json_input.signature_name(request, DEFAULT_SIGNATURE)
@@ -199,15 +229,19 @@ class RestApi:
         dtypes = {name: tensor.dtype for name, tensor in signature_calls.input_specs(function).items()}
         inputs, rows = await self._off_loop(len(body), json_input.json_inputs, request, dtypes)
         outputs = await signature_calls.run_on_loop(function, inputs, self.batcher)
+        # Counted once the model took the inputs: its own complaints about them come first.
+        ids = _row_ids(echo, signature_calls.row_count(inputs))
         if self.request_log:
-            self.request_log.record(store.name, version, signature_name, inputs, outputs)
+            self.request_log.record(store.name, version, signature_name, inputs, outputs, request_ids=ids,
+                                    version_label=spec[1])
         return web.Response(text=json_output.dumps(json_output.json_response(outputs, rows)),
-                            content_type="application/json")
+                            content_type="application/json", headers={request_ids.HEADER: echo})
 
-    async def _classify_or_regress(self, match: re.Match, spec: tuple[int | None, str | None],
-                                   body: bytes) -> web.Response:
+    async def _classify_or_regress(self, http_request: web.Request, match: re.Match,
+                                   spec: tuple[int | None, str | None], body: bytes) -> web.Response:
         method = match.group(4)
         with self.metrics.request(urllib.parse.unquote(match.group(1)), method, "REST") as info, _counted(info):
+            echo = _request_id(http_request)
             # As in TF Serving, the body is read in full before the model is looked up.
             request = await self._off_loop(len(body), json_input.parse_json_body, body)
             signature_name = json_input.signature_name(request, "")
@@ -219,8 +253,10 @@ class RestApi:
                                                     self.method_name_check)
             outputs = await signature_calls.run_on_loop(model.signatures[name], inputs, self.batcher)
             result = classify_regress.result(method, outputs, len(inputs[classify_regress.INPUTS]))
+            ids = _row_ids(echo, len(inputs[classify_regress.INPUTS]))
         if self.request_log:
-            self.request_log.record_classify_or_regress(method, store.name, version, name, request_input, result)
+            self.request_log.record_classify_or_regress(method, store.name, version, name, request_input, result,
+                                                        request_ids=ids, version_label=spec[1])
         text = (classify_regress.classification_json(result) if method == classify_regress.CLASSIFY
                 else classify_regress.regression_json(result))
-        return web.Response(text=text, content_type="application/json")
+        return web.Response(text=text, content_type="application/json", headers={request_ids.HEADER: echo})

@@ -58,6 +58,15 @@ def _call(function, tensors: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     return function(**tensors)
 
 
+def row_count(inputs: dict[str, np.ndarray]) -> int:
+    """The rows of a predict request: its first input's (by name) leading dimension; 1 for a scalar.
+    A row request's inputs all have one row per instance."""
+    if not inputs:
+        return 0
+    shape = np.shape(inputs[min(inputs)])
+    return shape[0] if shape else 1
+
+
 def dtype_name(dtype: tf.DType) -> str:
     """A dtype as TF Serving names it in messages (DataTypeString): float, double, int64, string."""
     return {"float16": "half", "float32": "float", "float64": "double"}.get(dtype.name, dtype.name)

@@ -24,7 +24,7 @@ from serving.server.metrics import DEFAULT_PATH as METRICS_PATH
 from serving.server.metrics import ServerMetrics
 from serving.server.model_server import ModelServer
 from serving.server.model_store import ModelStore
-from serving.server.request_log import RequestLog, log_files, logged_examples, read_logs
+from serving.server.request_log import RequestLog, log_files, logged_examples, read_logs, read_records
 from tests.conftest import SCHEMA
 
 NAME = "tips"
@@ -196,6 +196,9 @@ def test_a_restart_keeps_the_earlier_records(tmp_path, model_base):
             server.stop()
     assert len(list(read_logs(path))) == 5
     assert _fares(str(tmp_path / "logs" / "requests*.tfrecord")) == [1.0, 2.0, 3.0, 4.0, 5.0]
+    # Each record keeps its request's id (made by the server) across the restart.
+    ids = [request_ids for _, request_ids in read_records(path)]
+    assert all(len(row_ids) == 1 for row_ids in ids) and len({row_ids[0] for row_ids in ids}) == 5
 
 
 def test_rotation_bounds_the_files_and_every_kept_record_is_read(tmp_path, model_base, caplog):

@@ -13,7 +13,15 @@ import pytest
 
 from serving.server import request_log
 from serving.server.metrics import ServerMetrics
-from serving.server.request_log import RequestLog, log_files, logged_examples, read_logs, read_predict_logs
+from serving.server.request_log import (
+    RequestLog,
+    examples_of,
+    log_files,
+    logged_examples,
+    read_logs,
+    read_predict_logs,
+    read_records,
+)
 
 
 def _record(log: RequestLog, n: int) -> bool:
@@ -124,9 +132,9 @@ def test_a_cut_short_record_is_skipped_by_readers_and_never_appended_to(tmp_path
 
 def test_rotation_by_size_keeps_at_most_max_files_of_the_newest_records(tmp_path):
     path = str(tmp_path / "requests.tfrecord")
-    one = len(request_log.tfrecord_bytes(request_log._predict_log(
+    one = len(request_log.tfrecord_bytes(request_log._predict_log(  # the time stamp as record() sets it
         "m", 1, "serving_default", {"x": np.array([1.0], np.float32)},
-        {"y": np.array([[0.5]], np.float32)}).SerializeToString()))
+        {"y": np.array([[0.5]], np.float32)}, timestamp_secs=int(time.time())).SerializeToString()))
     log = RequestLog(path, max_bytes=3 * one, max_files=3)
     for n in range(20):
         _record(log, n)
@@ -223,6 +231,49 @@ def test_readers_of_an_old_single_file_log_and_of_tensorflows_own_writer(tmp_pat
     assert len(list(read_logs(path))) == 1 and len(list(logged_examples(path))) == 1
     # Our framing is byte for byte TensorFlow's.
     assert open(path, "rb").read() == request_log.tfrecord_bytes(entry.SerializeToString())
+
+
+def _fare_example(fare: float) -> bytes:
+    import tensorflow as tf
+    return tf.train.Example(features=tf.train.Features(feature={
+        "fare": tf.train.Feature(float_list=tf.train.FloatList(value=[fare]))})).SerializeToString()
+
+
+def test_records_keep_the_served_version_the_addressed_label_the_time_and_the_row_ids(tmp_path):
+    from tensorflow_serving.apis import input_pb2, regression_pb2
+    path = str(tmp_path / "requests.tfrecord")
+    log = RequestLog(path)
+    started = int(time.time())
+    log.record("m", 3, "serving_default", {"examples": np.array([_fare_example(1.0), _fare_example(2.0)], object)},
+               {"y": np.array([[0.75], [1.25]], np.float32)}, request_ids=["a-0", "a-1"], version_label="stable")
+    _record(log, 7)  # no ids, addressed by version (or the latest)
+    request_input = input_pb2.Input()
+    request_input.example_list.examples.add().ParseFromString(_fare_example(4.0))
+    result = regression_pb2.RegressionResult()
+    result.regressions.add(value=2.25)
+    log.record_classify_or_regress("regress", "m", 3, "regression", request_input, result, request_ids=["r"],
+                                   version_label="canary")
+    log.close()
+    (predict, predict_ids), (plain, plain_ids), (regress, regress_ids) = read_records(path)
+    assert predict_ids == ["a-0", "a-1"] and plain_ids == [] and regress_ids == ["r"]
+    for entry, signature in ((predict, "serving_default"), (plain, "serving_default"), (regress, "regression")):
+        spec = entry.log_metadata.model_spec
+        assert (spec.name, spec.signature_name) == ("m", signature)
+        assert started <= entry.log_metadata.timestamp_secs <= time.time()
+    assert predict.log_metadata.model_spec.version.value == 3 and plain.log_metadata.model_spec.version.value == 1
+    # The request as the client addressed it; the response names the version that served it.
+    request_spec = predict.predict_log.request.model_spec
+    assert request_spec.version_label == "stable" and not request_spec.HasField("version")
+    assert predict.predict_log.response.model_spec.version.value == 3
+    assert plain.predict_log.request.model_spec.version.value == 1
+    assert regress.regress_log.request.model_spec.version_label == "canary"
+    assert regress.regress_log.response.model_spec.version.value == 3
+    # Each row's example beside its id, as a reader pairs them.
+    assert [(request_id, example.features.feature["fare"].float_list.value[0])
+            for request_id, example in zip(predict_ids, examples_of(predict))] == [("a-0", 1.0), ("a-1", 2.0)]
+    assert examples_of(plain) == []  # no tf.Examples: named inputs
+    assert [e.features.feature["fare"].float_list.value[0] for e in logged_examples(path)] == [1.0, 2.0, 4.0]
+    assert [entry for entry, _ in read_records(path)] == list(read_logs(path))
 
 
 def test_the_command_line_refuses_a_request_log_it_cannot_write(tmp_path, capsys):
