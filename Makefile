@@ -30,10 +30,11 @@ chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
 	    || { echo "could not install chromium: run 'apt-get install chromium' as root" >&2; exit 1; }
 
-# Serve the pushed versions like tensorflow_model_server: gRPC :8500, REST :8501 (loopback).
+# Serve the pushed versions like tensorflow_model_server: gRPC :8500, REST :8501 (loopback),
+# logging every request with its id where `taxi-pipeline monitor` reads it.
 serve: $(VENV)/.installed
 	$(BIN)/python -m serving.server --model_name=taxi-tips --model_base_path=out/serving/taxi-tips \
-	    --port=8500 --rest_api_port=8501 $(ARGS)
+	    --port=8500 --rest_api_port=8501 --request_log_file=out/request-log/requests.tfrecord $(ARGS)
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/pipeline_benchmark.py

@@ -19,7 +19,7 @@ The shipped sample has 15,002 rows; the scaling benchmark and load tests need 10
 
 `fare_scale` multiplies fares and tips (a fare rise: the tip share, hence the label rate,
 is unchanged) to make a span that drifts numerically. `tip_change` changes how one group
-of riders tips (a TipChange: riders paying one way, at some hours, tip big on short trips
+of riders tips (a TipChange: riders paying one way, at some hours, tip big on long trips
 only), the concept drift the live-quality monitor has to notice: features look as before,
 the label's relation to them does not. Everything is vectorised numpy, so
 10^6 rows take seconds, and a seed fixes every byte of the output.
@@ -113,15 +113,17 @@ def payment_probabilities(source_freq: pd.Series, mix: dict[str, float] | None) 
 
 @dataclasses.dataclass(frozen=True)
 class TipChange:
-    """Riders of `payment_type` starting at one of `hours` tip SHORT_TRIP_SHARE on trips with a
-    fare below `short_fare`, and LONG_TRIP_SHARE on the others: big tips (over 20%) on short
-    trips only, whatever they did before. Learnable from the features (fare, payment, hour)."""
+    """Riders of `payment_type` starting at one of `hours` tip LONG_TRIP_SHARE of the fare on trips
+    with a fare of at least `long_fare`, and SHORT_TRIP_SHARE on shorter ones: big tips (over 20%)
+    on long trips only. The shipped card riders do the opposite (short trips tip big more
+    often), so a model of them ranks these trips backwards; the change is learnable from fare,
+    payment type and hour."""
     payment_type: str = "Credit Card"
     hours: frozenset[int] = frozenset(range(24))
-    short_fare: float = 10.0
+    long_fare: float = 10.0
 
-    SHORT_TRIP_SHARE = 0.25
-    LONG_TRIP_SHARE = 0.05
+    LONG_TRIP_SHARE = 0.25
+    SHORT_TRIP_SHARE = 0.05
 
 
 def parse_tip_change(text: str) -> TipChange | None:
@@ -145,7 +147,7 @@ def parse_tip_change(text: str) -> TipChange | None:
 def _changed_tips(tips: np.ndarray, fare: np.ndarray, payment: np.ndarray, hour: np.ndarray,
                   change: TipChange) -> np.ndarray:
     affected = (payment == change.payment_type) & np.isin(hour, list(change.hours)) & ~np.isnan(fare)
-    share = np.where(fare < change.short_fare, change.SHORT_TRIP_SHARE, change.LONG_TRIP_SHARE)
+    share = np.where(fare >= change.long_fare, change.LONG_TRIP_SHARE, change.SHORT_TRIP_SHARE)
     return np.where(affected, np.round(share * fare, 2), tips)
 
 

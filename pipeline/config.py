@@ -76,6 +76,33 @@ class PipelineConfig:
     # picks up new spans; with nothing new, it is served from the cache.
     airflow_schedule: str = "@daily"
 
+    # Live quality after the push (`taxi-pipeline monitor`, pipeline/monitoring/). The model
+    # server's request log (its --request_log_file; empty: <output_root>/request-log/requests.tfrecord)...
+    request_log: str = ""
+    # ...joined by request id with the outcome files dropped here (empty: <output_root>/outcomes;
+    # format in pipeline/monitoring/OUTCOMES.md)...
+    outcomes_root: str = ""
+    # ...over the requests of the last monitor_window_hours.
+    monitor_window_hours: float = 24.0
+    # A served version with fewer joined outcomes than this gets no verdict: too few to tell decay from noise.
+    monitor_min_outcomes: int = 200
+    # Triggers of a new run. Live AUC of a served version on a gated slice (min_slice_examples of
+    # each class) below this floor...
+    live_min_slice_auc: float = 0.55
+    # ...or its overall live AUC more than this below the AUC Evaluator measured for it...
+    live_max_auc_drop: float = 0.05
+    # ...or the window's traffic drifting from the version's training data past the schema's
+    # drift thresholds (drift_comparator)...
+    trigger_on_serving_drift: bool = True
+    # ...or at least this many labelled rows captured since the last run (0: never on volume alone).
+    trigger_min_new_rows: int = 0
+    # No new trigger within this many hours of the last one (a run and its push take a while to show).
+    trigger_cooldown_hours: float = 6.0
+    # Write the window's labelled traffic as the next span of data_root (span-<N+1>/), for the next run.
+    capture_spans: bool = True
+    # Airflow schedule of the monitoring DAG (<pipeline_name>-monitor), which triggers the training DAG.
+    monitor_schedule: str = "@hourly"
+
     # Joined as strings, not pathlib: pathlib turns gs://bucket into gs:/bucket.
     @property
     def pipeline_root(self) -> str:
@@ -89,6 +116,18 @@ class PipelineConfig:
     def serving_dir(self) -> str:
         return f"{self.output_root.rstrip('/')}/serving/{self.pipeline_name}"
 
+    @property
+    def request_log_path(self) -> str:
+        return self.request_log or f"{self.output_root.rstrip('/')}/request-log/requests.tfrecord"
+
+    @property
+    def outcomes_dir(self) -> str:
+        return self.outcomes_root or f"{self.output_root.rstrip('/')}/outcomes"
+
+    @property
+    def monitoring_dir(self) -> str:
+        return f"{self.output_root.rstrip('/')}/monitoring"
+
     def validate(self) -> "PipelineConfig":
         if isinstance(self.spans, str) and self.spans not in ("all", "latest") and not parse_window(self.spans):
             if not self.spans.isdigit():
@@ -97,6 +136,9 @@ class PipelineConfig:
         for name in ("on_schema_anomaly", "on_drift", "on_skew"):
             if getattr(self, name) not in ("stop", "warn"):
                 raise ValueError(f"{name} must be 'stop' or 'warn', not {getattr(self, name)!r}")
+        if self.monitor_window_hours <= 0 or self.trigger_cooldown_hours < 0 or self.monitor_min_outcomes < 1:
+            raise ValueError("monitor_window_hours must be positive, trigger_cooldown_hours 0 or more and "
+                             "monitor_min_outcomes at least 1")
         if self.train_steps < 1 or self.eval_steps < 1:
             raise ValueError("train_steps and eval_steps must be at least 1")
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,127}", self.pipeline_name):

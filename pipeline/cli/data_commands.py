@@ -31,7 +31,7 @@ def add_commands(commands, add_config_options) -> None:
                           help="drift: multiply fares and tips by this (default 1.0; the big-tip rate is unchanged)")
     generate.add_argument("--tip-change", default="", metavar="PAYMENT[@HOURS]",
                           help="concept drift: riders paying this way (at these hours, e.g. 'Credit Card@17-23') "
-                               "tip big on short trips (fare < $10) only; the features look as before")
+                               "tip big on long trips (fare >= $10) only; the features look as before")
     generate.add_argument("--source", type=pathlib.Path, default=SHIPPED_SPANS,
                           help=f"span folders to fit the generator to (default {SHIPPED_SPANS})")
     generate.set_defaults(handler=_generate)

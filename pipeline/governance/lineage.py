@@ -18,6 +18,7 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import metadata
+from pipeline.monitoring import monitor_record
 
 INPUT_EVENTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
 OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
@@ -44,6 +45,7 @@ class Lineage:
     pushed: metadata_store_pb2.Artifact
     artifacts: list[tuple[str, metadata_store_pb2.Artifact, str]]  # (type name, artifact, producing node)
     steps: list[Step]
+    live: list[metadata_store_pb2.Artifact] = dataclasses.field(default_factory=list)  # LiveQuality, oldest first
 
 
 def pushed_models(store: metadata_store.MetadataStore) -> dict[str, metadata_store_pb2.Artifact]:
@@ -122,7 +124,8 @@ def trace(store: metadata_store.MetadataStore, version: str) -> Lineage:
             for name, artifact, node in seen_artifacts.values():
                 if name == "Examples" and node == step.node and spans:
                     artifact.custom_properties["lineage_spans"].string_value = spans
-    return Lineage(os.path.basename(str(version).rstrip("/")), pushed, list(seen_artifacts.values()), steps)
+    name = os.path.basename(str(version).rstrip("/"))
+    return Lineage(name, pushed, list(seen_artifacts.values()), steps, monitor_record.live_qualities(store, name))
 
 
 def _spans_read(execution: metadata_store_pb2.Execution) -> str:
@@ -183,4 +186,6 @@ def format_lineage(lineage: Lineage) -> str:
             detail = _describe(type_name, artifact)
             lines.append(f"  {label:22s} {detail + '  ' if detail else ''}[{node or '?'}, {artifact.uri}]")
     lines.append("  steps: " + " <- ".join(f"{s.node}#{s.execution.id}" for s in reversed(lineage.steps)))
+    lines += [f"  {'live quality':22s} {monitor_record.describe_live(artifact)}  [monitor, {artifact.uri}]"
+              for artifact in lineage.live]
     return "\n".join(lines)

@@ -17,6 +17,7 @@ from pipeline.config import PipelineConfig
 from pipeline.evaluation import blessing, outcome
 from pipeline.evaluation.eval_config import thresholds_used
 from pipeline.governance import lineage
+from pipeline.monitoring import monitor_record
 
 LIMITATIONS = (
     "Trained on Chicago taxi trips only; the label is a tip above 20% of the fare as recorded by the meter.",
@@ -121,6 +122,9 @@ def write(config: PipelineConfig, version: str, folder: str | None = None) -> tu
         md.append(f"| {name} | {metric(name, 'example_count').split('.')[0]} | {metric(name, 'auc')} | "
                   f"{metric(name, 'auc', True)} | {metric(name, 'precision')} | {metric(name, 'recall')} | "
                   f"{metric(name, 'calibration')} | {'yes' if name in gated else ''} |")
+    md += ["", "## Live quality (served traffic joined with outcomes, `taxi-pipeline monitor`)", ""]
+    md += ([f"- {monitor_record.describe_live(artifact)}" for artifact in trace.live[-5:]]
+           or ["- not measured yet: no monitoring pass has joined outcomes to this version's predictions"])
     md += ["", "## Known limitations", ""] + [f"- {text}" for text in LIMITATIONS]
     md += ["", "Evaluation report with plots: [evaluation_report.html](evaluation_report.html)", ""]
 

@@ -1,4 +1,4 @@
-"""`taxi-pipeline runs`: every pipeline run (and rollback) with its outcome and duration, from MLMD."""
+"""`taxi-pipeline runs`: every pipeline run, rollback and monitoring pass with its outcome, from MLMD."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,6 +7,7 @@ import time
 from ml_metadata.metadata_store import metadata_store
 
 from pipeline import artifacts, metadata
+from pipeline.monitoring import monitor_record
 
 ROLLBACK_TYPE = "Rollback"
 
@@ -67,7 +68,21 @@ def list_runs(store: metadata_store.MetadataStore, pipeline_name: str) -> list[R
                 f"rollback-{props['new_version'].string_value}", execution.create_time_since_epoch / 1000, 0.0,
                 f"rollback: version {props['to_version'].string_value} serves again as "
                 f"{props['new_version'].string_value}"))
+    summaries += [_monitor_summary(item) for item in monitor_record.passes(store, pipeline_name)]
     return sorted(summaries, key=lambda s: s.started)
+
+
+def _monitor_summary(item: monitor_record.MonitorPass) -> RunSummary:
+    """A monitoring pass: its verdict, the first reason, what it captured and what it started."""
+    reasons = [line for line in item.reasons.splitlines() if line]
+    text = f"monitor: {item.verdict}"
+    if reasons:
+        text += f" ({reasons[0]}{f'; {len(reasons) - 1} more' if len(reasons) > 1 else ''})"
+    if item.captured_rows:
+        text += f"; captured {item.captured_rows} rows"
+    if item.run_started:
+        text += f"; {item.run_started}"
+    return RunSummary(f"monitor-{item.execution_id}", item.started, 0.0, text)
 
 
 def format_runs(summaries: list[RunSummary]) -> str:

@@ -1,6 +1,7 @@
 """The pipeline as an Airflow DAG (TFX's AirflowDagRunner; Airflow 2.x, TFX needs < 3).
 
-`build_dag` is what the DAG file calls; `run_with_airflow` runs the DAG once with the
+`build_dag` is what the DAG file calls; `build_monitor_dag` builds the monitoring DAG that
+triggers it (airflow_dags/taxi_tips_monitor_dag.py); `run_with_airflow` runs the DAG once with the
 real Airflow (`airflow dags test`) against a local Airflow home, for `run --runner airflow`.
 """
 from __future__ import annotations
@@ -35,6 +36,102 @@ def build_dag(config: PipelineConfig):
     }
     runner = AirflowDagRunner(AirflowPipelineConfig(airflow_dag_config=dag_config))
     return runner.run(create_pipeline(config, prepare(config)))
+
+
+# Task ids of the monitoring DAG; the record step reads the others' XComs by these.
+MONITOR_TASK, DECIDE_TASK, TRIGGER_TASK, RECORD_TASK = "monitor", "decide", "start_training", "record_trigger"
+
+
+def build_monitor_dag(config: PipelineConfig):
+    """The monitoring DAG `<pipeline_name>-monitor`: one `taxi-pipeline monitor --trigger` pass per
+    monitor_schedule, where the run it starts is a run of the training DAG (`build_dag`).
+
+        monitor -> decide -> start_training -> record_trigger
+
+    monitor: run_monitor(config) (report, Prometheus textfile, the pass in ML Metadata); its
+      XCom is {verdict, reasons, execution_id}.
+    decide: short-circuits (skips the rest) unless the verdict is "trigger"; "held" (cooldown)
+      and "no trigger" end the DAG run successfully.
+    start_training: a DAG run of the training DAG with conf {reason, monitor_execution}; it
+      does not wait for it. The training DAG's max_active_runs=1 queues it behind a running one.
+    record_trigger: notes the triggered run id on the pass (`taxi-pipeline runs` shows it). When
+      start_training fails, its failure callback notes "not started: ..." instead.
+
+    Building it imports only Airflow: TensorFlow, TFMA and ML Metadata are imported by the
+    tasks when they run, so the DAG file parses well within Airflow's parse timeout.
+    """
+    import functools
+
+    from airflow.models.dag import DAG
+    from airflow.operators.python import PythonOperator, ShortCircuitOperator
+    from airflow.operators.trigger_dagrun import TriggerDagRunOperator
+
+    with DAG(
+        dag_id=f"{config.pipeline_name}-monitor",
+        schedule=config.monitor_schedule or None,
+        start_date=START_DATE,
+        catchup=False,
+        # Passes write the same MLMD store and the trigger cooldown reads the previous pass.
+        max_active_runs=1,
+        tags=["monitoring"],
+    ) as dag:
+        monitor = PythonOperator(task_id=MONITOR_TASK, python_callable=functools.partial(_monitor_task, config))
+        decide = ShortCircuitOperator(task_id=DECIDE_TASK, python_callable=_should_trigger,
+                                      op_args=[monitor.output])
+        start_training = TriggerDagRunOperator(
+            task_id=TRIGGER_TASK,
+            trigger_dag_id=config.pipeline_name,
+            # conf is templated (rendered as text): the reasons and the pass's MLMD execution id
+            # come from this DAG run's monitor XCom.
+            conf={"reason": "{{ ti.xcom_pull(task_ids='%s')['reasons'] | join('; ') }}" % MONITOR_TASK,
+                  "monitor_execution": "{{ ti.xcom_pull(task_ids='%s')['execution_id'] }}" % MONITOR_TASK},
+            wait_for_completion=False,
+            # A callback, not a task with trigger rule all_done: that would also run (and decide the
+            # DAG run's state) when monitor itself failed.
+            on_failure_callback=functools.partial(_note_not_started, config),
+        )
+        record = PythonOperator(task_id=RECORD_TASK, python_callable=functools.partial(_record_trigger_task, config))
+        monitor >> decide >> start_training >> record
+    return dag
+
+
+def _monitor_task(config: PipelineConfig) -> dict:
+    import logging
+
+    import tf_environment  # noqa: F401  (before run_monitor's imports load TensorFlow)
+    from pipeline.monitoring.monitor import run_monitor
+
+    result = run_monitor(config)
+    log = logging.getLogger("airflow.task")
+    for line in result.lines:
+        log.info("%s", line)
+    # XComs are JSON: the reasons as the text `runs` and the report print.
+    return {"verdict": result.decision.verdict, "reasons": [str(r) for r in result.decision.reasons],
+            "execution_id": result.execution_id}
+
+
+def _should_trigger(summary: dict) -> bool:
+    return summary["verdict"] == "trigger"
+
+
+def _record_trigger_task(config: PipelineConfig, ti) -> None:
+    from airflow.operators.trigger_dagrun import XCOM_RUN_ID
+
+    from pipeline.monitoring.monitor_record import note_run_started
+
+    run_id = ti.xcom_pull(task_ids=TRIGGER_TASK, key=XCOM_RUN_ID)
+    note_run_started(config.metadata_path, ti.xcom_pull(task_ids=MONITOR_TASK)["execution_id"],
+                     f"triggered DAG run {run_id} of {config.pipeline_name}")
+
+
+def _note_not_started(config: PipelineConfig, context) -> None:
+    """start_training failed (e.g. the training DAG is not in Airflow's DB): say so on the pass."""
+    from pipeline.monitoring.monitor_record import note_run_started
+
+    summary = context["ti"].xcom_pull(task_ids=MONITOR_TASK)
+    error = context.get("exception")
+    note_run_started(config.metadata_path, summary["execution_id"],
+                     f"not started: DAG {config.pipeline_name} could not be triggered ({error})")
 
 
 def airflow_environment(config_path: str, airflow_home: str) -> dict[str, str]:
