@@ -57,7 +57,7 @@ def add_commands(commands, add_config_options) -> None:
     replay.add_argument("--outcome-share", type=float, default=1.0,
                         help="share of rows whose outcome ever arrives (default 1.0)")
     replay.add_argument("--outcome-parts", type=int, default=1,
-                        help="outcome files to write, each observed a minute after the previous (default 1)")
+                        help="outcome files to write, each observed a minute after the one before (default 1)")
     add_config_options(replay)
     replay.set_defaults(handler=_replay)
 

@@ -34,7 +34,8 @@ def write_outcome_files(folder: pathlib.Path, rows: Sequence[Mapping[str, str]],
                         parts: int = 1, share: float = 1.0, observed_at: float | None = None,
                         seed: int = 0, spacing_seconds: float = 60.0) -> list[pathlib.Path]:
     """Outcome CSVs for a random `share` of the rows (the rest never arrive), shuffled (late and
-    in any order) into `parts` files; part k is observed `k * spacing_seconds` after `observed_at`."""
+    in any order) into `parts` files; the last part is observed at `observed_at` (default now),
+    each one before it `spacing_seconds` earlier."""
     if not 0 < share <= 1 or parts < 1:
         raise ValueError(f"outcome share must be in (0, 1] and parts at least 1, not {share} and {parts}")
     chosen = [i for i in range(len(rows)) if rows[i].get("tips", "") != ""]
@@ -42,8 +43,8 @@ def write_outcome_files(folder: pathlib.Path, rows: Sequence[Mapping[str, str]],
     rng.shuffle(chosen)
     chosen = chosen[:round(len(chosen) * share)]
     folder.mkdir(parents=True, exist_ok=True)
-    base = time.time() if observed_at is None else observed_at
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(base))
+    last = int(time.time() if observed_at is None else observed_at)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(last))
     paths = []
     for part in range(parts):
         path = folder / f"outcomes-{stamp}-{part + 1:03d}.csv"
@@ -52,7 +53,8 @@ def write_outcome_files(folder: pathlib.Path, rows: Sequence[Mapping[str, str]],
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(OUTCOME_HEADER)
             for i in chosen[part::parts]:
-                writer.writerow((ids[i], f"{base + part * spacing_seconds:.0f}", rows[i]["tips"], rows[i]["fare"]))
+                when = last - (parts - 1 - part) * spacing_seconds
+                writer.writerow((ids[i], f"{when:.0f}", rows[i]["tips"], rows[i]["fare"]))
         staging.rename(path)
         paths.append(path)
     return paths
