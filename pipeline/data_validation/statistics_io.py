@@ -6,7 +6,10 @@ read what SpanStatisticsGen writes, and the checks read StatisticsGen's output t
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
+import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 from tfx.types import artifact_utils, standard_artifacts
@@ -17,6 +20,7 @@ from pipeline.artifacts import STATISTICS_FILE
 # Quantile histograms with 50 equal-mass buckets: the drift and skew measures of numeric
 # features are computed on them (pipeline/data_validation/drift.py); TFDV's default of 10 is too coarse.
 QUANTILE_BUCKETS = 50
+BOM = "\ufeff".encode()
 
 
 def stats_options(schema: schema_pb2.Schema | None = None) -> tfdv.StatsOptions:
@@ -30,9 +34,27 @@ def stats_options(schema: schema_pb2.Schema | None = None) -> tfdv.StatsOptions:
 def csv_statistics(paths: list[str],
                    schema: schema_pb2.Schema | None = None) -> statistics_pb2.DatasetFeatureStatistics:
     """Statistics of CSV files with a header line, typed by the schema if one is given."""
+    if any(_starts_with_bom(path) for path in paths):
+        # TFDV keeps a UTF-8 byte-order mark (spreadsheets' "CSV UTF-8") in the first column's
+        # name, and then drops that column as one the schema does not know. CsvCheck and ExampleGen
+        # strip it; here the files are read from copies without it (such files are rare).
+        with tempfile.TemporaryDirectory() as folder:
+            copies = []
+            for number, path in enumerate(paths):
+                copies.append(os.path.join(folder, f"{number:05d}.csv"))
+                with tf.io.gfile.GFile(path, "rb") as source, open(copies[-1], "wb") as target:
+                    if source.read(len(BOM)) != BOM:
+                        source.seek(0)
+                    shutil.copyfileobj(source, target)
+            return csv_statistics(copies, schema)
     # generate_statistics_from_csv takes one glob pattern: the files' folder's *.csv.
     pattern = paths[0] if len(paths) == 1 else os.path.join(os.path.dirname(paths[0]), "*.csv")
     return tfdv.generate_statistics_from_csv(pattern, stats_options=stats_options(schema)).datasets[0]
+
+
+def _starts_with_bom(path: str) -> bool:
+    with tf.io.gfile.GFile(path, "rb") as handle:
+        return handle.read(len(BOM)) == BOM
 
 
 def write_statistics(artifact: standard_artifacts.ExampleStatistics, split: str,

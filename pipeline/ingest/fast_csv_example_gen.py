@@ -29,9 +29,16 @@ single lines (and ranges of large files to different workers), so a quoted value
 span lines; CsvCheck and this executor stop on one with an error saying so. Where Arrow
 would read a cell differently from Python's int()/float() (whitespace, '+5', '1_000'),
 that batch's column is converted with Python: the same result, only slower.
+
+The header is read as CsvCheck reads it (pipeline/ingest/csv_rules.py): a UTF-8 byte-order
+mark, which spreadsheet programs write, is dropped, and names are stripped; the stock executor
+keeps both in the feature names. All files of a split must share one header, column order
+included (CsvCheck says so first, naming the file to reorder).
 """
 from __future__ import annotations
 
+import codecs
+import csv
 import itertools
 import os
 import random
@@ -51,7 +58,7 @@ from tfx.components.util import examples_utils
 from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
-from tfx.utils import io_utils, proto_utils
+from tfx.utils import proto_utils
 from tfx_bsl.coders import csv_decoder
 from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
 
@@ -86,6 +93,15 @@ def _schema_types(exec_properties: dict[str, Any]) -> dict[str, ColumnType]:
                          "pass fast_csv_example_gen.schema_config(schema)")
     return {feature.name: _SCHEMA_TYPES[feature.type] for feature in schema.feature
             if feature.type in _SCHEMA_TYPES}
+
+
+def _column_names(path: str) -> list[str]:
+    """The header's names; a BOM dropped, as only the first line has one (ReadFromText skips that line)."""
+    with fileio.open(path, "rb") as handle:
+        line = handle.readline()
+    if line.startswith(codecs.BOM_UTF8):
+        line = line[len(codecs.BOM_UTF8):]
+    return [name.strip() for name in next(csv.reader([line.decode("utf-8").rstrip("\r\n")]), [])]
 
 
 def _all_match(cells: pa.Array, pattern: str) -> bool:
@@ -226,11 +242,13 @@ def _CsvToExampleBatches(pipeline: beam.Pipeline, exec_properties: dict[str, Any
     csv_files = fileio.glob(pattern)
     if not csv_files:
         raise RuntimeError(f"Split pattern {pattern} does not match any files.")
-    column_names = io_utils.load_csv_column_names(csv_files[0])
+    column_names = _column_names(csv_files[0])
     for path in csv_files[1:]:
-        if io_utils.load_csv_column_names(path) != column_names:
-            raise RuntimeError(f"Files in same split {pattern} have different header: {path} "
-                               f"and {csv_files[0]}.")
+        names = _column_names(path)
+        if names != column_names:
+            how = "the same columns in another order" if sorted(names) == sorted(column_names) else "other columns"
+            raise RuntimeError(f"Files in same split {pattern} have different header: {path} has {how} "
+                               f"than {csv_files[0]}; give all files one header")
     schema_types = _schema_types(exec_properties)
     untyped = [name for name in column_names if name not in schema_types]
     logging.info("Reading %d CSV file(s) %s; column types from the schema, inferred for %s",

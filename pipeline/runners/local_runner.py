@@ -38,7 +38,16 @@ class RunResult:
 
 @contextlib.contextmanager
 def _logs_to_file(path: pathlib.Path, progress: logging.Handler) -> Iterator[None]:
-    """Send TFX's detailed log to `path`; the terminal keeps progress lines and errors."""
+    """Send TFX's detailed log to `path`; the terminal shows progress lines, and a failure as the run's message.
+
+    Records reach the terminal through the handlers already installed: the root logger's
+    StreamHandler (absl's logging functions call logging.basicConfig() on their first record
+    outside absl.app, here TFMA's on import), TensorFlow's own, and absl's. TFX's launcher
+    logs "Execution 5 failed." through absl, which propagates to the root, so muting only
+    below ERROR still printed "ERROR:absl:Execution 5 failed." before the run's message.
+    They are muted for the run, errors included: a run that stops says why in its own
+    message, naming this file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     file_handler = logging.FileHandler(path)
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -47,10 +56,11 @@ def _logs_to_file(path: pathlib.Path, progress: logging.Handler) -> Iterator[Non
     # Python warnings and TensorFlow's own logger go to the file too.
     logging.captureWarnings(True)
     tf_handlers = logging.getLogger("tensorflow").handlers
+    # Every handler writing to the terminal; the progress and file handlers are added after.
     quieted = [(handler, handler.level)
                for handler in root.handlers + tf_handlers + [absl_logging.get_absl_handler()]]
     for handler, level in quieted:
-        handler.setLevel(max(level, logging.ERROR))
+        handler.setLevel(logging.CRITICAL + 1)
     root.addHandler(progress)
     root.addHandler(file_handler)
     try:

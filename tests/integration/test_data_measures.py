@@ -7,7 +7,7 @@ from pipeline.data_validation import drift
 from pipeline.data_validation.serving_data import serving_statistics
 from pipeline.data_validation.statistics_io import csv_statistics, load_schema
 from pipeline.ingest.csv_rules import CsvError, _rows_if_clean, check_csv, check_spans, schema_columns
-from tests.conftest import SCHEMA, SHIPPED_SPANS, write_span
+from tests.conftest import SCHEMA, SHIPPED_SPANS, shipped_lines, write_span
 from tests.data_cases import drifted, edit_column, rows, without_column
 
 CURATED = load_schema(str(SCHEMA))
@@ -137,3 +137,15 @@ def test_arrow_pass_leaves_odd_layouts_to_the_line_checks(layout):
                "no rows": []}[layout]
     names = header.strip().split(",")
     assert _rows_if_clean("".join([header] + changed).encode(), names, schema_columns(CURATED), True) is None
+
+
+def test_statistics_of_a_file_with_a_byte_order_mark_equal_those_without(tmp_path):
+    lines = shipped_lines(4)[:301]
+    plain, marked = tmp_path / "plain.csv", tmp_path / "marked.csv"
+    plain.write_text("".join(lines))
+    marked.write_bytes(b"\xef\xbb\xbf" + "".join(lines).encode())
+    without, with_mark = csv_statistics([str(plain)], CURATED), csv_statistics([str(marked)], CURATED)
+    assert sorted(f.path.step[0] for f in with_mark.features) == sorted(f.path.step[0] for f in without.features)
+    first = next(f for f in with_mark.features if f.path.step[0] == "pickup_community_area")
+    same = next(f for f in without.features if f.path.step[0] == "pickup_community_area")
+    assert first.num_stats.mean == pytest.approx(same.num_stats.mean) and first.type == same.type

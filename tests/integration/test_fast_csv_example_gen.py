@@ -163,3 +163,43 @@ def test_a_quoted_value_across_lines_stops_with_a_clear_error(tmp_path):
     (tmp_path / "data.csv").write_text('id,name\n1,"two\nlines"\n')
     with pytest.raises(Exception, match="spans lines"):
         _run(fast_csv_example_gen.Executor, tmp_path, "data.csv", tmp_path / "fast")
+
+
+def _shipped_sample(count: int = 60) -> tuple[str, list[str]]:
+    lines = (SHIPPED_SPANS / "span-4" / "data.csv").read_text().splitlines(keepends=True)
+    return lines[0], lines[1:1 + count]
+
+
+def test_a_byte_order_mark_gives_the_examples_of_the_file_without_it(tmp_path):
+    """Spreadsheet programs' "CSV UTF-8"; the mark would otherwise be part of the first feature's name."""
+    header, lines = _shipped_sample()
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "marked").mkdir()
+    (tmp_path / "plain" / "data.csv").write_text("".join([header] + lines))
+    (tmp_path / "marked" / "data.csv").write_bytes(b"\xef\xbb\xbf" + "".join([header] + lines).encode())
+    # Two files of one split, one with the mark: one header, not "different header".
+    (tmp_path / "marked" / "more.csv").write_text("".join([header] + lines))
+    config = fast_csv_example_gen.schema_config(load_schema(str(SCHEMA)))
+    plain = _run(fast_csv_example_gen.Executor, tmp_path / "plain", "data.csv", tmp_path / "out-plain", config)
+    marked = _run(fast_csv_example_gen.Executor, tmp_path / "marked", "data.csv", tmp_path / "out-marked", config)
+    assert marked == plain and plain["train"] and plain["eval"]
+    assert "pickup_community_area" in tf.train.Example.FromString(marked["train"][0]).features.feature
+    both = _run(fast_csv_example_gen.Executor, tmp_path / "marked", "*.csv", tmp_path / "out-both", config)
+    assert len(both["train"]) + len(both["eval"]) == 2 * len(lines)
+
+
+def test_a_file_with_its_columns_in_another_order_gives_the_same_examples(tmp_path):
+    """The executor reads a file by its header's names; CsvCheck still wants one order for all files of a run."""
+    header, lines = _shipped_sample()
+
+    def moved(line: str) -> str:  # the first column (a number) to the end
+        cells = line.rstrip("\n").split(",")
+        return ",".join(cells[1:] + cells[:1]) + "\n"
+
+    (tmp_path / "plain.csv").write_text("".join([header] + lines))
+    (tmp_path / "moved.csv").write_text("".join(moved(line) for line in [header] + lines))
+    config = fast_csv_example_gen.schema_config(load_schema(str(SCHEMA)))
+    plain = _run(fast_csv_example_gen.Executor, tmp_path, "plain.csv", tmp_path / "out-plain", config)
+    assert _run(fast_csv_example_gen.Executor, tmp_path, "moved.csv", tmp_path / "out-moved", config) == plain
+    with pytest.raises(Exception, match="csv has the same columns in another order than"):
+        _run(fast_csv_example_gen.Executor, tmp_path, "*.csv", tmp_path / "out-both", config)
