@@ -111,6 +111,13 @@ CSV_CASES = {
     "training span without the label": (without_column([HEADER] + NEXT, "tips"),
                                         rf"{SPAN} line 1: the header lacks the column\(s\) 'tips'"),
     "span folder with no files": (None, r"span-2 has no \.csv files"),
+    # As other tools write CSV: one line each, not Python's csv error or a list of 17 columns.
+    "stray carriage return": ("".join([HEADER] + NEXT[:6] + [NEXT[6].replace(",", ",\r", 1)] + NEXT[7:]).encode(),
+                              rf"{SPAN} line 8: a carriage return inside a line \(mixed line endings\)"),
+    "semicolon delimiter": ([line.replace(",", ";") for line in [HEADER] + NEXT],
+                            rf"{SPAN} line 1: the header is separated by ';', not ','"),
+    "upper-case header": ([HEADER.upper()] + NEXT, rf"{SPAN} line 1: the header names the schema's columns in "
+                                                   "another case"),
 }
 
 
@@ -221,10 +228,18 @@ def test_skewed_serving_data_trips_the_gate(home, tmp_path):
     assert "[stop] drift" not in output
 
 
+def _as_a_spreadsheet_saves_it(lines: list[str]) -> bytes:
+    """`lines` as "CSV UTF-8" from a spreadsheet: a byte-order mark, \\r\\n line ends, and here the
+    columns in another order (reversed)."""
+    reordered = [",".join(reversed(line.rstrip("\n").split(","))) for line in lines]
+    return b"\xef\xbb\xbf" + "".join(line + "\r\n" for line in reordered).encode()
+
+
 def test_undrifted_span_and_fair_serving_data_pass_and_a_warned_drift_goes_on(home, tmp_path):
     serving = tmp_path / "requests.csv"
-    serving.write_text("".join(without_column([HEADER] + NEXT[::3], "tips")))
-    result, output = _run_span(home, [HEADER] + NEXT, f"serving_data={serving}")
+    serving.write_bytes(_as_a_spreadsheet_saves_it(without_column([HEADER] + NEXT[::3], "tips")))
+    # Saved by a spreadsheet: accepted by CsvCheck, ExampleGen and the statistics alike.
+    result, output = _run_span(home, _as_a_spreadsheet_saves_it([HEADER] + NEXT), f"serving_data={serving}")
     assert result.succeeded, output
     assert _states(home, result.run_id)["DataGate"] == "COMPLETE"
     # The same drifted span that stops a run only warns with on_drift=warn; the run goes on.
