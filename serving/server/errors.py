@@ -31,5 +31,14 @@ def invalid(message: str) -> ServingError:
     return ServingError(grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
+def as_invalid(function, *args):
+    """function(*args), a ValueError it raises (the request's fault, e.g. a bad request id) as
+    INVALID_ARGUMENT (400 over REST) with the same message."""
+    try:
+        return function(*args)
+    except ValueError as error:
+        raise invalid(str(error)) from None
+
+
 def not_found(message: str) -> ServingError:
     return ServingError(grpc.StatusCode.NOT_FOUND, message)

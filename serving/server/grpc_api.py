@@ -22,7 +22,7 @@ from tensorflow_serving.apis import (
 from serving import request_ids
 from serving.server import classify_regress, signature_calls
 from serving.server.batching import Batcher
-from serving.server.errors import ServingError, invalid, not_found
+from serving.server.errors import ServingError, as_invalid, invalid, not_found
 from serving.server.metrics import ServerMetrics
 from serving.server.model_config import entries_from_proto
 from serving.server.model_store import ModelStore
@@ -99,19 +99,9 @@ def _request_id(context: grpc.aio.ServicerContext) -> str:
     """The request id to echo: the call's `x-request-id` metadata (several entries are one list), or a
     new one; INVALID_ARGUMENT for a bad one. Set as trailing metadata at once, so errors carry it too."""
     sent = [value for key, value in context.invocation_metadata() or () if key == request_ids.HEADER]
-    try:
-        echo = request_ids.check_header(",".join(sent))
-    except ValueError as error:
-        raise invalid(str(error)) from None
+    echo = as_invalid(request_ids.check_header, ",".join(sent))
     context.set_trailing_metadata(((request_ids.HEADER, echo),))
     return echo
-
-
-def _row_ids(echo: str, rows: int) -> list[str]:
-    try:
-        return request_ids.row_ids(echo, rows)[1]
-    except ValueError as error:
-        raise invalid(str(error)) from None
 
 
 def _version_and_label(spec) -> tuple[int | None, str | None]:
@@ -152,7 +142,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         inputs = _tensors(request.inputs, self.max_tensor_bytes)
         outputs = await signature_calls.run_on_loop(function, inputs, self.batcher)
         # Counted once the model took the inputs: its own complaints about them come first.
-        ids = _row_ids(echo, signature_calls.row_count(inputs))
+        ids = as_invalid(request_ids.row_ids, echo, signature_calls.row_count(inputs))[1]
         if self.request_log:
             self.request_log.record(store.name, version, name, inputs, outputs, request_ids=ids, version_label=label)
         wanted = list(request.output_filter) or list(outputs)
@@ -189,7 +179,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                                                         request.input, self.method_name_check)
                 outputs = await signature_calls.run_on_loop(model.signatures[name], inputs, self.batcher)
                 result = classify_regress.result(method, outputs, len(inputs[classify_regress.INPUTS]))
-                ids = _row_ids(echo, len(inputs[classify_regress.INPUTS]))
+                ids = as_invalid(request_ids.row_ids, echo, len(inputs[classify_regress.INPUTS]))[1]
             except ServingError as error:
                 info["status"] = error.code.name
                 await _abort_on_loop(context, error)

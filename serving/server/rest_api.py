@@ -15,7 +15,7 @@ from google.protobuf import json_format
 from serving import request_ids
 from serving.server import classify_regress, json_input, json_output, signature_calls
 from serving.server.batching import Batcher
-from serving.server.errors import ServingError, invalid, not_found
+from serving.server.errors import ServingError, as_invalid, invalid, not_found
 from serving.server.metrics import ServerMetrics
 from serving.server.model_store import ModelStore
 from serving.server.request_log import RequestLog
@@ -48,19 +48,9 @@ def _error(error: ServingError) -> web.Response:
 def _request_id(request: web.Request) -> str:
     """The request id to echo: `x-request-id` as sent (several header lines are one list, as HTTP
     has it), or a new one; a bad one is a 400. Kept on the request for the answer's header."""
-    try:
-        echo = request_ids.check_header(",".join(request.headers.getall(request_ids.HEADER, ())))
-    except ValueError as error:
-        raise invalid(str(error)) from None
+    echo = as_invalid(request_ids.check_header, ",".join(request.headers.getall(request_ids.HEADER, ())))
     request[_REQUEST_ID] = echo
     return echo
-
-
-def _row_ids(echo: str, rows: int) -> list[str]:
-    try:
-        return request_ids.row_ids(echo, rows)[1]
-    except ValueError as error:
-        raise invalid(str(error)) from None
 
 
 def _with_request_id(response: web.Response, request: web.Request) -> web.Response:
@@ -230,7 +220,7 @@ class RestApi:
         inputs, rows = await self._off_loop(len(body), json_input.json_inputs, request, dtypes)
         outputs = await signature_calls.run_on_loop(function, inputs, self.batcher)
         # Counted once the model took the inputs: its own complaints about them come first.
-        ids = _row_ids(echo, signature_calls.row_count(inputs))
+        ids = as_invalid(request_ids.row_ids, echo, signature_calls.row_count(inputs))[1]
         if self.request_log:
             self.request_log.record(store.name, version, signature_name, inputs, outputs, request_ids=ids,
                                     version_label=spec[1])
@@ -253,7 +243,7 @@ class RestApi:
                                                     self.method_name_check)
             outputs = await signature_calls.run_on_loop(model.signatures[name], inputs, self.batcher)
             result = classify_regress.result(method, outputs, len(inputs[classify_regress.INPUTS]))
-            ids = _row_ids(echo, len(inputs[classify_regress.INPUTS]))
+            ids = as_invalid(request_ids.row_ids, echo, len(inputs[classify_regress.INPUTS]))[1]
         if self.request_log:
             self.request_log.record_classify_or_regress(method, store.name, version, name, request_input, result,
                                                         request_ids=ids, version_label=spec[1])
