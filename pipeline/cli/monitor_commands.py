@@ -2,23 +2,23 @@
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 
 from pipeline.config import PipelineConfig
 
 
 def _time(text: str) -> float:
-    """Unix seconds or ISO 8601 (UTC when no zone is given)."""
+    """Unix seconds or ISO 8601 (UTC when no zone is given), as outcome files give times."""
+    from pipeline.monitoring.outcomes import iso_seconds
+
     try:
         return float(text)
     except ValueError:
         pass
-    try:
-        when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+    seconds = iso_seconds(text)
+    if seconds is None:
         raise argparse.ArgumentTypeError(f"{text!r}: give Unix seconds or an ISO time like 2026-12-01T10:00:00Z")
-    return (when if when.tzinfo else when.replace(tzinfo=datetime.timezone.utc)).timestamp()
+    return seconds
 
 
 def add_commands(commands, add_config_options) -> None:

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from models import features as F
 from pipeline.ingest.spans import list_spans
-from pipeline.monitoring.logged_predictions import JoinedWindow
+from pipeline.monitoring.logged_predictions import JoinedWindow, feature_value
 
 
 def _header(data_root: str, span: int) -> list[str]:
@@ -32,15 +32,11 @@ def _header(data_root: str, span: int) -> list[str]:
 
 
 def _text(feature: tf.train.Feature) -> str:
-    kind = feature.WhichOneof("kind")
-    values = getattr(feature, kind).value if kind else ()
-    if not values:
+    value = feature_value(feature)
+    if value is None:
         return ""
-    value = values[0]
-    if kind == "bytes_list":
-        return value.decode("utf-8", "replace")
     # float32 as logged, printed in its shortest form (16.65, not 16.649999618530273)
-    return str(np.float32(value)) if kind == "float_list" else str(value)
+    return str(np.float32(value)) if isinstance(value, float) else str(value)
 
 
 def _number(value: float) -> str:

@@ -49,7 +49,8 @@ class JoinedWindow:
         return sum(self.labelled[key] for key in keys) / logged if logged else 0.0
 
 
-def _value(feature: tf.train.Feature):
+def feature_value(feature: tf.train.Feature):
+    """A single-valued tf.Example feature's value (bytes decoded as UTF-8); None when it holds none."""
     kind = feature.WhichOneof("kind")
     values = getattr(feature, kind).value if kind else ()
     if not values:
@@ -123,7 +124,7 @@ def _join(log_pattern: str, outcomes: Outcomes, start: float, end: float, slice_
             if outcome is None or request_id in matched_ids:
                 continue
             example = tf.train.Example.FromString(serialized[row]).features.feature
-            values = {name: _value(example[name]) if name in example else None for name in wanted}
+            values = {name: feature_value(example[name]) if name in example else None for name in wanted}
             big_tip = label(outcome, values["fare"])
             if big_tip is None:
                 skipped["outcome without a fare to judge the tip by"] += 1
