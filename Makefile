@@ -5,7 +5,7 @@ UV_VERSION := 0.13.9
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint chromium serve lock bench clean
+.PHONY: run test lint chromium serve serve-canary lock bench clean
 
 $(VENV)/.installed: requirements.lock setup.py
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
@@ -34,6 +34,18 @@ chromium:
 # logging every request with its id where `taxi-pipeline monitor` reads it.
 serve: $(VENV)/.installed
 	$(BIN)/python -m serving.server --model_name=taxi-tips --model_base_path=out/serving/taxi-tips \
+	    --port=8500 --rest_api_port=8501 --request_log_file=out/request-log/requests.tfrecord $(ARGS)
+
+# Serve for a canary release: `stable` = the version before the newest, `canary` = the newest
+# (serving/deploy/production_config.py), with the routing file `taxi-pipeline release` moves
+# traffic with and Prometheus metrics; the server re-reads both files every second.
+serve-canary: $(VENV)/.installed
+	$(BIN)/python -m serving.deploy.production_config --serving_dir out/serving/taxi-tips --canary \
+	    > out/serving/.models.config.new && mv out/serving/.models.config.new out/serving/models.config
+	test -f out/serving/routing.json || echo '{"models": {}}' > out/serving/routing.json
+	$(BIN)/python -m serving.server --model_config_file=out/serving/models.config \
+	    --model_config_file_poll_wait_seconds=1 --routing_config_file=out/serving/routing.json \
+	    --routing_config_poll_wait_seconds=1 --monitoring_config_file=serving/deploy/monitoring.config \
 	    --port=8500 --rest_api_port=8501 --request_log_file=out/request-log/requests.tfrecord $(ARGS)
 
 bench: $(VENV)/.installed

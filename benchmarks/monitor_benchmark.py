@@ -14,7 +14,7 @@ the log's total size. This script
    rotated files;
 2. runs, each phase in its own process (so memory is per phase; imports not timed):
    * **monitor**: `pipeline.monitoring.monitor.run_monitor` on a PipelineConfig pointing at
-     the window-only log and the outcomes (capture_spans and trigger_on_serving_drift off,
+     the window-only log and the outcomes (capture_spans and monitor_serving_drift off,
      no ML Metadata store beforehand): read outcomes, join, TFMA, report, MLMD record;
    * **floor**: the same records read with `read_records` (ids, predictions, versions, the
      labelled rows' slice features decoded from their tf.Examples) and the same metrics
@@ -180,7 +180,7 @@ def _phase_monitor(work: pathlib.Path, log: str, profile: bool = False) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     config = PipelineConfig(output_root=str(out), request_log=str(work / f"log-{log}" / LOG_NAME),
                             outcomes_root=str(work / "outcomes"), monitor_window_hours=WINDOW_HOURS,
-                            capture_spans=False, trigger_on_serving_drift=False)
+                            capture_spans=False, monitor_serving_drift=False)
     cpu, _ = _usage()
     started = time.perf_counter()
     if profile:

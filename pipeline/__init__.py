@@ -10,6 +10,8 @@ signature names), metadata.py (reading runs from ML Metadata). Then one folder p
 - evaluation/: the TFMA config, slice floors, the blessing decision, ServabilityCheck;
 - runners/: local (LocalDagRunner), Airflow (DAG in runners/airflow_dags/), Kubeflow, Beam profiles;
 - governance/: runs, lineage, rollback, model cards, batch prediction;
+- monitoring/: live quality from the request log and late outcomes, captured spans, triggers;
+- release/: canary releases (traffic steps, the statistical comparison, promote or abort);
 - cli/: `taxi-pipeline`.
 
 How to add a component: see ingest/csv_check.py (a component) beside ingest/csv_rules.py

@@ -36,10 +36,19 @@ class PipelineConfig:
     hyperparameters: dict[str, Any] = dataclasses.field(default_factory=dict)
     # The data gate's policy per kind of finding, "stop" (the run ends before Transform)
     # or "warn" (listed in the log and the data report): anomalies against the schema,
-    # drift or volume change against the previous span, skew against serving_data.
+    # drift or volume change against the previous span, skew against serving_data, time
+    # validity of the newest span (pipeline/data_validation/span_rules.py).
     on_schema_anomaly: str = "stop"
     on_drift: str = "stop"
     on_skew: str = "stop"
+    on_time: str = "stop"
+    # Span rules beside the schema's thresholds (the data's start is trip_start_timestamp's
+    # int_domain min there): no trip may start later than the run's time plus this...
+    time_tolerance_hours: float = 24.0
+    # ...trip_start_hour/day/month must agree with trip_start_timestamp (UTC) on at least this share of rows...
+    min_time_agreement: float = 0.99
+    # ...and at most this share of rows may repeat an earlier row (policy on_schema_anomaly).
+    max_duplicate_rows: float = 0.01
     # Serving data for the skew check: a CSV of requests (file or folder), or the model
     # server's request-log file pattern. Empty: skew is not measured.
     serving_data: str = ""
@@ -86,13 +95,16 @@ class PipelineConfig:
     monitor_window_hours: float = 24.0
     # A served version with fewer joined outcomes than this gets no verdict: too few to tell decay from noise.
     monitor_min_outcomes: int = 200
+    # Each pass measures the window's traffic against the served version's training statistics by
+    # the schema's skew comparators (report and taxi_serving_feature_drift); off skips that TFDV pass.
+    monitor_serving_drift: bool = True
     # Triggers of a new run. Live AUC of a served version on a gated slice (min_slice_examples of
     # each class) below this floor...
     live_min_slice_auc: float = 0.55
     # ...or its overall live AUC more than this below the AUC Evaluator measured for it...
     live_max_auc_drop: float = 0.05
     # ...or the window's traffic drifting from the version's training data past the schema's
-    # drift thresholds (drift_comparator)...
+    # skew thresholds (skew_comparator; measured when monitor_serving_drift is on)...
     trigger_on_serving_drift: bool = True
     # ...or at least this many labelled rows captured since the last run (0: never on volume alone).
     trigger_min_new_rows: int = 0
@@ -102,6 +114,30 @@ class PipelineConfig:
     capture_spans: bool = True
     # Airflow schedule of the monitoring DAG (<pipeline_name>-monitor), which triggers the training DAG.
     monitor_schedule: str = "@hourly"
+
+    # Canary releases (`taxi-pipeline release`, pipeline/release/). The model server's REST
+    # address, the models.config it polls (labels stable and canary) and its routing file;
+    # empty: what `make serve-canary` starts (http://127.0.0.1:8501,
+    # <output_root>/serving/models.config and <output_root>/serving/routing.json).
+    release_server: str = ""
+    release_model_config: str = ""
+    release_routing_file: str = ""
+    # Canary traffic share (%) per step; each waits for release_min_requests per arm, at most
+    # release_step_minutes, and shadows the canary on stable's requests below 100%.
+    release_steps: str = "5,25,50,100"
+    release_step_minutes: float = 30.0
+    release_min_requests: int = 300
+    release_shadow: bool = True
+    # A step aborts when the canary is worse than stable by more than one of these, and the test
+    # rejects chance at release_alpha: error rate (absolute), p99 latency (ratio), score
+    # distribution (population stability index), agreement with stable (share of rows deciding
+    # alike; a floor), live AUC (drop, on requests whose outcomes arrived, monitor_min_outcomes per arm).
+    release_max_error_increase: float = 0.01
+    release_max_p99_ratio: float = 1.5
+    release_max_score_shift: float = 0.2
+    release_min_agreement: float = 0.9
+    release_max_live_auc_drop: float = 0.02
+    release_alpha: float = 0.01
 
     # Joined as strings, not pathlib: pathlib turns gs://bucket into gs:/bucket.
     @property
@@ -133,9 +169,13 @@ class PipelineConfig:
             if not self.spans.isdigit():
                 raise ValueError(f"spans must be 'all', 'latest', 'window:N' or a span number, not {self.spans!r}")
             self.spans = int(self.spans)
-        for name in ("on_schema_anomaly", "on_drift", "on_skew"):
+        for name in ("on_schema_anomaly", "on_drift", "on_skew", "on_time"):
             if getattr(self, name) not in ("stop", "warn"):
                 raise ValueError(f"{name} must be 'stop' or 'warn', not {getattr(self, name)!r}")
+        shares = (self.min_time_agreement, self.max_duplicate_rows)
+        if self.time_tolerance_hours < 0 or not all(0 <= share <= 1 for share in shares):
+            raise ValueError("time_tolerance_hours must be 0 or more, min_time_agreement and max_duplicate_rows "
+                             "shares between 0 and 1")
         if self.monitor_window_hours <= 0 or self.trigger_cooldown_hours < 0 or self.monitor_min_outcomes < 1:
             raise ValueError("monitor_window_hours must be positive, trigger_cooldown_hours 0 or more and "
                              "monitor_min_outcomes at least 1")

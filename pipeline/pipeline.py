@@ -64,7 +64,7 @@ def _example_gen(config: PipelineConfig, inputs: PreparedInputs) -> FileBasedExa
 def create_pipeline(config: PipelineConfig, inputs: PreparedInputs, kubeflow: bool = False) -> tfx_pipeline.Pipeline:
     """The pipeline for any runner; `kubeflow` swaps in what the Kubeflow v2 compiler accepts."""
     policy = {"on_schema_anomaly": config.on_schema_anomaly, "on_drift": config.on_drift,
-              "on_skew": config.on_skew}
+              "on_skew": config.on_skew, "on_time": config.on_time}
 
     # Names the file, line and column of a broken CSV before ExampleGen trips over it.
     csv_check = CsvCheck(data_root=config.data_root, spans=str(config.spans), schema_path=inputs.schema_file,
@@ -89,14 +89,17 @@ def create_pipeline(config: PipelineConfig, inputs: PreparedInputs, kubeflow: bo
     span_statistics_gen.add_upstream_node(csv_check)
     # The previous span's statistics, from ML Metadata.
     previous_span = resolvers.previous_span_resolver(span_statistics_gen.outputs["span_statistics"], kubeflow)
-    # Drift against the previous span, skew against serving data, per the schema's comparators.
+    # Drift against the previous span, skew against serving data, per the schema's comparators;
+    # and the span rules: time validity (data start, clock, previous span, derived columns), repeated rows.
     drift_check = DriftSkewCheck(
         span_statistics=span_statistics_gen.outputs["span_statistics"],
         training_statistics=statistics_gen.outputs["statistics"],
         schema=schema_gen.outputs["schema"],
         previous_statistics=previous_span.outputs["statistics"],
         serving_data=config.serving_data,
-        serving_data_fingerprint=inputs.serving_data_version)
+        serving_data_fingerprint=inputs.serving_data_version,
+        time_tolerance_hours=config.time_tolerance_hours, min_time_agreement=config.min_time_agreement,
+        max_duplicate_rows=config.max_duplicate_rows)
     # The offline HTML report of what the checks saw; written before the gate can stop the run.
     data_report = DataReportGen(
         statistics=statistics_gen.outputs["statistics"], span_statistics=span_statistics_gen.outputs["span_statistics"],

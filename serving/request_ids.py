@@ -9,6 +9,11 @@ them in field 1000 of the record, a number PredictionLog does not use: the recor
 PredictionLog's bytes followed by a `RequestIds` message (serialized messages concatenated
 are one merged message). TF Serving's own readers parse it unchanged, keeping field 1000 as
 an unknown field; `ids_of` reads it back.
+
+The same message carries what server-side routing knows of the call (fields 1001-1004, read
+with `extras_of`): the arm the router chose ("" when the request was not routed), the role
+("serving" for the answer the caller got, "shadow" for a shadow version's answer to the same
+request), the server-side seconds the call took, and when it was served (Unix seconds).
 """
 from __future__ import annotations
 
@@ -21,6 +26,9 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 HEADER = "x-request-id"  # lower case: gRPC metadata keys must be
 REQUEST_IDS_FIELD = 1000
+# The rest of the extra message: field numbers PredictionLog does not use either.
+ARM_FIELD, ROLE_FIELD, LATENCY_FIELD, TIMESTAMP_FIELD = 1001, 1002, 1003, 1004
+SERVING, SHADOW = "serving", "shadow"  # a record's role
 MAX_ID_CHARS = 128
 # A header aiohttp and gRPC take with their default limits (8 KiB, with gRPC's other metadata): a
 # per-row list of 32-character ids fits 217 rows. Larger batches send one id.
@@ -31,18 +39,31 @@ ALLOWED = (f"one id for the request, or one id per row separated by commas; an i
 
 
 def _request_ids_class():
-    """A message with just `repeated string request_id = 1000`, built without a .proto file."""
+    """`repeated string request_id = 1000` and the routing fields, built without a .proto file."""
     file = descriptor_pb2.FileDescriptorProto(name="serving/request_ids.proto", package="serving")
     message = file.message_type.add(name="RequestIds")
-    message.field.add(name="request_id", number=REQUEST_IDS_FIELD,
-                      type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
-                      label=descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED)
+    kinds = descriptor_pb2.FieldDescriptorProto
+    message.field.add(name="request_id", number=REQUEST_IDS_FIELD, type=kinds.TYPE_STRING,
+                      label=kinds.LABEL_REPEATED)
+    for name, number, kind in (("arm", ARM_FIELD, kinds.TYPE_STRING), ("role", ROLE_FIELD, kinds.TYPE_STRING),
+                               ("latency_seconds", LATENCY_FIELD, kinds.TYPE_DOUBLE),
+                               ("timestamp_seconds", TIMESTAMP_FIELD, kinds.TYPE_DOUBLE)):
+        message.field.add(name=name, number=number, type=kind, label=kinds.LABEL_OPTIONAL)
     pool = descriptor_pool.DescriptorPool()  # a pool of its own: nothing clashes with the default one
     pool.Add(file)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("serving.RequestIds"))
 
 
 RequestIds = _request_ids_class()
+
+
+class LogExtras(NamedTuple):
+    """What a logged record carries besides TF Serving's PredictionLog (see the module doc)."""
+    request_ids: list[str]
+    arm: str
+    role: str
+    latency_seconds: float
+    timestamp_seconds: float | None  # None for records written before the field existed
 
 
 class Predictions(NamedTuple):
@@ -112,6 +133,29 @@ def with_ids(serialized_log: bytes, ids: Sequence[str] | None) -> bytes:
     return serialized_log + RequestIds(request_id=ids).SerializeToString() if ids else serialized_log
 
 
+def with_extras(serialized_log: bytes, ids: Sequence[str] | None, arm: str = "", role: str = SERVING,
+                latency_seconds: float | None = None, timestamp_seconds: float | None = None) -> bytes:
+    """with_ids, plus the routing fields; a serving record that was not routed and has no times gets
+    none of them, so it is what with_ids writes."""
+    extras = RequestIds(request_id=ids or ())
+    if arm:
+        extras.arm = arm
+    if role != SERVING:
+        extras.role = role
+    if latency_seconds is not None:
+        extras.latency_seconds = latency_seconds
+    if timestamp_seconds is not None:
+        extras.timestamp_seconds = timestamp_seconds
+    return serialized_log + extras.SerializeToString()
+
+
 def ids_of(record_bytes: bytes) -> list[str]:
     """The request ids of a logged record ([] for a record without: an older log, TF Serving's own)."""
     return list(RequestIds.FromString(record_bytes).request_id)
+
+
+def extras_of(record_bytes: bytes) -> LogExtras:
+    """Everything with_extras added to a record (role "serving" and no times for records without)."""
+    extras = RequestIds.FromString(record_bytes)
+    return LogExtras(list(extras.request_id), extras.arm, extras.role or SERVING, extras.latency_seconds,
+                     extras.timestamp_seconds if extras.HasField("timestamp_seconds") else None)

@@ -5,7 +5,7 @@ import argparse
 import sys
 import warnings
 
-from pipeline.cli import data_commands, governance_commands, monitor_commands, pipeline_commands
+from pipeline.cli import data_commands, governance_commands, monitor_commands, pipeline_commands, release_commands
 from pipeline.config import PipelineConfig, load_config
 
 SETTINGS_HELP = "Settings: " + ", ".join(PipelineConfig.__dataclass_fields__)
@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="taxi-pipeline",
         description="Train, validate and push the taxi big-tip model with TFX.")
     commands = parser.add_subparsers(dest="command", required=True)
-    for group in (pipeline_commands, data_commands, governance_commands, monitor_commands):
+    for group in (pipeline_commands, data_commands, governance_commands, monitor_commands, release_commands):
         group.add_commands(commands, add_config_options)
     return parser
 

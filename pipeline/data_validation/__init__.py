@@ -11,7 +11,11 @@ Their logic:
 - drift.py: the drift, skew and volume measures and distances.json. Their thresholds are in
   schema/schema.pbtxt: each feature's drift_comparator and skew_comparator, and the
   dataset's num_examples_drift_comparator for volume;
-- findings.py: anomalies and measures over threshold as findings, and the stop/warn policy;
+- span_rules.py: rules on the newest span the schema cannot state (time validity: the data's
+  start, the clock, the previous span, derived time columns; repeated rows), checked with
+  TFDV's custom validations; row_measures.py: the row-level measures they need, taken by a
+  TFDV generator in SpanStatisticsGen's pass;
+- findings.py: anomalies, measures over threshold and failed rules as findings, and the stop/warn policy;
 - data_report.py: the report's HTML; schema_diff.py: curated vs inferred schema (and `schema-diff`);
 - serving_data.py: statistics of serving data (CSV or the model server's request log);
 - statistics_io.py: reading and writing statistics and schemas, TFDV's options.

@@ -3,7 +3,8 @@
 TFDV's own visualisation (Facets) loads its scripts from the web; this page has its
 charts inline as SVG and no external references, so it opens from a CI artifact or an
 air-gapped machine. It shows the findings with what the gate does about each, every
-drift/skew/volume measure against its threshold, the difference between the curated
+drift/skew/volume measure and every span rule (time validity, repeated rows) against its
+threshold, the difference between the curated
 and the inferred schema, and per-feature statistics with a chart each.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ import html
 import numpy as np
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
-from pipeline.data_validation import drift, findings
+from pipeline.data_validation import drift, findings, span_rules
 
 CHART_BINS = 20
 STYLE = """
@@ -92,12 +93,14 @@ def _feature_summary(feature: statistics_pb2.FeatureNameStatistics, rows: int) -
 
 def render(training: statistics_pb2.DatasetFeatureStatistics, span: statistics_pb2.DatasetFeatureStatistics,
            span_name: str, found: list[findings.Finding], distances: list[drift.Distance], notes: list[str],
-           schema_changes: list[str]) -> str:
+           rules: list[span_rules.RuleResult], schema_changes: list[str]) -> str:
     stopping = [f for f in found if f.action == findings.STOP]
     verdict = (f"<p class=\"stop\">The gate stops this run: {len(stopping)} finding(s).</p>" if stopping else
                f"<p class=\"ok\">Nothing stops this run ({len(found)} warning(s)).</p>")
     finding_rows = [[f.action, f.kind, f.feature or "(dataset)", f.what,
-                     "" if f.value is None else f"{f.value:.4g}", f.threshold, f.where] for f in found]
+                     f.shown or ("" if f.value is None else f"{f.value:.4g}"), f.threshold, f.where] for f in found]
+    rule_rows = [[r.kind, r.feature or "(dataset)", r.rule, r.shown, r.threshold,
+                  "FAILED" if r.failed else ("ok" if r.value is not None else "not measured"), r.where] for r in rules]
     distance_rows = [[d.kind, d.feature or "(dataset)", d.comparator, "n/a" if d.value is None else f"{d.value:.4f}",
                       f"{d.threshold:g}" + (f" .. {d.max_ratio:g}" if d.max_ratio is not None else ""),
                       "OVER" if d.exceeded else "ok", f"{d.current} vs {d.reference}"] for d in distances]
@@ -116,6 +119,9 @@ def render(training: statistics_pb2.DatasetFeatureStatistics, span: statistics_p
     distance_header = ["kind", "feature", "comparator", "value", "threshold", "status", "measured on"]
     distances_html = _table("distances", distance_header, distance_rows,
                             ["stop" if d.exceeded else "" for d in distances])
+    rules_html = (_table("span-rules", ["kind", "feature", "rule", "measured", "threshold", "status", "measured on"],
+                         rule_rows, ["stop" if r.failed else "" for r in rules]) if rules
+                  else '<p id="span-rules">Not checked (statistics from before the span rules).</p>')
     notes_html = "".join(f'<p class="note">{_escape(n)}</p>' for n in notes)
     schema_html = ('<ul id="schema-diff">' + "".join(f"<li>{_escape(c)}</li>" for c in schema_changes) + "</ul>"
                    if schema_changes else '<p id="schema-diff">The inferred schema matches the curated one.</p>')
@@ -132,6 +138,8 @@ def render(training: statistics_pb2.DatasetFeatureStatistics, span: statistics_p
 <h2>Drift, volume and skew measures</h2>
 {distances_html}
 {notes_html}
+<h2>Span rules: time validity and repeated rows</h2>
+{rules_html}
 <h2>Schema: curated vs inferred from this run's data</h2>
 {schema_html}
 <h2>Features (training data)</h2>

@@ -8,7 +8,7 @@ from tfx.types import standard_artifacts
 from tfx.utils import io_utils
 
 from pipeline.artifacts import DISTANCES_FILE, REPORT_FILE, SPAN_SPLIT, TRAIN_SPLIT, DataDistances, DataReport
-from pipeline.data_validation import drift, findings, schema_diff
+from pipeline.data_validation import drift, findings, schema_diff, span_rules
 from pipeline.data_validation.data_report import render
 from pipeline.data_validation.statistics_io import read_schema, read_statistics
 
@@ -23,11 +23,13 @@ def DataReportGen(statistics: InputArtifact[standard_artifacts.ExampleStatistics
                   report: OutputArtifact[DataReport],
                   on_schema_anomaly: Parameter[str] = findings.STOP,
                   on_drift: Parameter[str] = findings.STOP,
-                  on_skew: Parameter[str] = findings.STOP) -> None:
-    policy = {"on_schema_anomaly": on_schema_anomaly, "on_drift": on_drift, "on_skew": on_skew}
+                  on_skew: Parameter[str] = findings.STOP,
+                  on_time: Parameter[str] = findings.STOP) -> None:
+    policy = {"on_schema_anomaly": on_schema_anomaly, "on_drift": on_drift, "on_skew": on_skew, "on_time": on_time}
     measured, notes = drift.read_distances(os.path.join(distances.uri, DISTANCES_FILE))
+    rules = span_rules.read_results(os.path.join(distances.uri, span_rules.RULES_FILE))
     found = findings.collect(anomalies, distances, policy)
     page = render(read_statistics(statistics, TRAIN_SPLIT), read_statistics(span_statistics, SPAN_SPLIT),
-                  f"span {span_statistics.span}", found, measured, notes,
+                  f"span {span_statistics.span}", found, measured, notes, rules,
                   schema_diff.diff(read_schema(schema), read_schema(inferred_schema)))
     io_utils.write_string_file(os.path.join(report.uri, REPORT_FILE), page)

@@ -1,8 +1,9 @@
 """What the data checks found, and what the gate policy does with each finding.
 
 Schema anomalies come from ExampleValidator; drift, volume and skew from the distances
-DriftSkewCheck recorded. The policy (pipeline config: on_schema_anomaly, on_drift,
-on_skew) says for each kind whether it stops the run or only warns.
+DriftSkewCheck recorded, time validity and repeated rows from the span rules it checked
+(span_rules.py). The policy (pipeline config: on_schema_anomaly, on_drift, on_skew,
+on_time) says for each kind whether it stops the run or only warns.
 """
 from __future__ import annotations
 
@@ -14,26 +15,31 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 from pipeline import artifacts
-from pipeline.data_validation import drift
+from pipeline.data_validation import drift, row_measures, span_rules
 
 STOP, WARN = "stop", "warn"
-POLICY_KINDS = {"schema": "on_schema_anomaly", "drift": "on_drift", "volume": "on_drift", "skew": "on_skew"}
+POLICY_KINDS = {"schema": "on_schema_anomaly", "drift": "on_drift", "volume": "on_drift", "skew": "on_skew",
+                "time": "on_time"}
 
 
 @dataclasses.dataclass
 class Finding:
-    kind: str  # schema, drift, volume or skew
+    kind: str  # schema, drift, volume, skew or time
     feature: str  # "" for the dataset as a whole
     what: str
     where: str  # "split train", "span 5 vs span 4", ...
     value: float | None = None
     threshold: str = ""
     action: str = STOP
+    shown: str = ""  # the value as a reader wants it, when a number says little (a time)
+    advice: str = ""
 
     def line(self) -> str:
         subject = f"feature '{self.feature}'" if self.feature else "dataset"
-        measured = f" = {self.value:.4g} (threshold {self.threshold})" if self.value is not None else ""
-        return f"[{self.action}] {self.kind}: {subject}: {self.what}{measured}, {self.where}"
+        value = self.shown or (f"{self.value:.4g}" if self.value is not None else "")
+        measured = f" = {value} (threshold {self.threshold})" if value else ""
+        advice = f"; {self.advice}" if self.advice else ""
+        return f"[{self.action}] {self.kind}: {subject}: {self.what}{measured}, {self.where}{advice}"
 
 
 def schema_findings(anomalies) -> list[Finding]:
@@ -67,10 +73,25 @@ def distance_findings(distances: list[drift.Distance]) -> list[Finding]:
     return findings
 
 
+def rule_findings(results: list[span_rules.RuleResult]) -> list[Finding]:
+    """One finding per span rule that failed."""
+    return [Finding(r.kind, r.feature, r.rule, r.where, r.value, r.threshold, shown=r.shown, advice=r.advice)
+            for r in results if r.failed]
+
+
+def _is_start_bound(finding: Finding, results: list[span_rules.RuleResult]) -> bool:
+    """ExampleValidator's out-of-range anomaly of the timestamp: the span rule on the data's start
+    (the same int_domain min) reports it already, with the earliest time and the bound."""
+    return (finding.feature == row_measures.TIMESTAMP and "Out-of-range values" in finding.what
+            and any(r.rule == span_rules.EARLIEST and r.failed for r in results))
+
+
 def collect(anomalies, distances, policy: dict[str, str]) -> list[Finding]:
     """Every finding of a run from ExampleValidator's and DriftSkewCheck's artifacts, with its action."""
     measured, _ = drift.read_distances(os.path.join(distances.uri, artifacts.DISTANCES_FILE))
-    return apply_policy(schema_findings(anomalies) + distance_findings(measured), policy)
+    results = span_rules.read_results(os.path.join(distances.uri, span_rules.RULES_FILE))
+    schema = [f for f in schema_findings(anomalies) if not _is_start_bound(f, results)]
+    return apply_policy(schema + distance_findings(measured) + rule_findings(results), policy)
 
 
 def apply_policy(findings: list[Finding], policy: dict[str, str]) -> list[Finding]:

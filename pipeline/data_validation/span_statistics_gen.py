@@ -4,6 +4,7 @@ The training statistics cover every span a run reads as one dataset (ExampleGen 
 that as span 0), so they cannot tell how the newest span differs from the one before.
 SpanStatisticsGen computes the newest span's statistics by itself, once per span; the
 next run finds them in ML Metadata as "the previous span" without recomputing anything.
+In the same pass it takes the row-level measures span_rules.py checks (row_measures.py).
 """
 # No `from __future__ import annotations`: TFX reads the @component annotations as types.
 from tfx.dsl.component.experimental.annotations import OutputArtifact, Parameter
@@ -28,4 +29,5 @@ def SpanStatisticsGen(data_root: Parameter[str], spans: Parameter[str], schema_p
     span = spans_to_read(data_root, spans)[-1]
     span_statistics.span = span
     span_statistics.split_names = artifact_utils.encode_split_names([SPAN_SPLIT])
-    write_statistics(span_statistics, SPAN_SPLIT, csv_statistics(span_files(data_root, span), load_schema(schema_path)))
+    write_statistics(span_statistics, SPAN_SPLIT, csv_statistics(span_files(data_root, span), load_schema(schema_path),
+                                                                row_measures=True))

@@ -16,6 +16,7 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import io_utils
 
 from pipeline.artifacts import STATISTICS_FILE
+from pipeline.data_validation.row_measures import RowMeasures
 
 # Quantile histograms with 50 equal-mass buckets: the drift and skew measures of numeric
 # features are computed on them (pipeline/data_validation/drift.py); TFDV's default of 10 is too coarse.
@@ -23,16 +24,18 @@ QUANTILE_BUCKETS = 50
 BOM = "\ufeff".encode()
 
 
-def stats_options(schema: schema_pb2.Schema | None = None) -> tfdv.StatsOptions:
+def stats_options(schema: schema_pb2.Schema | None = None, row_measures: bool = False) -> tfdv.StatsOptions:
+    """`row_measures`: also the row-level measures of row_measures.py (a span's statistics only)."""
+    generators = [RowMeasures()] if row_measures else None
     if schema is None:
-        return tfdv.StatsOptions(num_quantiles_histogram_buckets=QUANTILE_BUCKETS)
+        return tfdv.StatsOptions(num_quantiles_histogram_buckets=QUANTILE_BUCKETS, generators=generators)
     # With the schema, CSV columns get the schema's types rather than ones guessed per file.
     return tfdv.StatsOptions(num_quantiles_histogram_buckets=QUANTILE_BUCKETS, schema=schema,
-                             infer_type_from_schema=True)
+                             infer_type_from_schema=True, generators=generators)
 
 
-def csv_statistics(paths: list[str],
-                   schema: schema_pb2.Schema | None = None) -> statistics_pb2.DatasetFeatureStatistics:
+def csv_statistics(paths: list[str], schema: schema_pb2.Schema | None = None,
+                   row_measures: bool = False) -> statistics_pb2.DatasetFeatureStatistics:
     """Statistics of CSV files with a header line, typed by the schema if one is given."""
     if any(_starts_with_bom(path) for path in paths):
         # TFDV keeps a UTF-8 byte-order mark (spreadsheets' "CSV UTF-8") in the first column's
@@ -46,10 +49,10 @@ def csv_statistics(paths: list[str],
                     if source.read(len(BOM)) != BOM:
                         source.seek(0)
                     shutil.copyfileobj(source, target)
-            return csv_statistics(copies, schema)
+            return csv_statistics(copies, schema, row_measures)
     # generate_statistics_from_csv takes one glob pattern: the files' folder's *.csv.
     pattern = paths[0] if len(paths) == 1 else os.path.join(os.path.dirname(paths[0]), "*.csv")
-    return tfdv.generate_statistics_from_csv(pattern, stats_options=stats_options(schema)).datasets[0]
+    return tfdv.generate_statistics_from_csv(pattern, stats_options=stats_options(schema, row_measures)).datasets[0]
 
 
 def _starts_with_bom(path: str) -> bool:

@@ -19,6 +19,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import metadata
 from pipeline.monitoring import monitor_record
+from pipeline.release import release_record
 
 INPUT_EVENTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
 OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
@@ -46,6 +47,7 @@ class Lineage:
     artifacts: list[tuple[str, metadata_store_pb2.Artifact, str]]  # (type name, artifact, producing node)
     steps: list[Step]
     live: list[metadata_store_pb2.Artifact] = dataclasses.field(default_factory=list)  # LiveQuality, oldest first
+    releases: list = dataclasses.field(default_factory=list)  # ReleaseStep as canary or stable, oldest first
 
 
 def pushed_models(store: metadata_store.MetadataStore) -> dict[str, metadata_store_pb2.Artifact]:
@@ -125,7 +127,9 @@ def trace(store: metadata_store.MetadataStore, version: str) -> Lineage:
                 if name == "Examples" and node == step.node and spans:
                     artifact.custom_properties["lineage_spans"].string_value = spans
     name = os.path.basename(str(version).rstrip("/"))
-    return Lineage(name, pushed, list(seen_artifacts.values()), steps, monitor_record.live_qualities(store, name))
+    releases = release_record.steps_of(store, pushed.id)
+    return Lineage(name, pushed, list(seen_artifacts.values()), steps, monitor_record.live_qualities(store, name),
+                   releases)
 
 
 def _spans_read(execution: metadata_store_pb2.Execution) -> str:
@@ -188,4 +192,6 @@ def format_lineage(lineage: Lineage) -> str:
     lines.append("  steps: " + " <- ".join(f"{s.node}#{s.execution.id}" for s in reversed(lineage.steps)))
     lines += [f"  {'live quality':22s} {monitor_record.describe_live(artifact)}  [monitor, {artifact.uri}]"
               for artifact in lineage.live]
+    lines += [f"  {'release step':22s} {release_record.describe(step)}  [release, execution {step.execution_id}]"
+              for step in lineage.releases]
     return "\n".join(lines)

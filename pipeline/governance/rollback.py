@@ -61,7 +61,7 @@ class RollbackPending(RollbackError):
 
 # The model config edits.
 
-def _read_entry(model_config_path: str, model_name: str):
+def read_entry(model_config_path: str, model_name: str):
     """(the whole config, the model's entry in it)."""
     try:
         config = text_format.Parse(open(model_config_path).read(), model_server_config_pb2.ModelServerConfig())
@@ -94,7 +94,7 @@ def _write(model_config_path: str, config) -> None:
 
 
 def _edit(model_config_path: str, model_name: str, edit) -> None:
-    config, entry = _read_entry(model_config_path, model_name)
+    config, entry = read_entry(model_config_path, model_name)
     before = text_format.MessageToString(config)
     edit(entry)
     unlisted = labels_not_listed(entry)
@@ -109,7 +109,7 @@ def _list_version(model_config_path: str, model_name: str, version: int) -> None
     _edit(model_config_path, model_name, lambda entry: _list_labelled(entry, (version,)))
 
 
-def _move_label(model_config_path: str, model_name: str, label: str, version: int) -> None:
+def move_label(model_config_path: str, model_name: str, label: str, version: int) -> None:
     """Step 2: `label` names `version`, which stays listed (with every other labelled version)."""
     def move(entry):
         entry.version_labels[label] = version
@@ -222,7 +222,7 @@ def rollback(config: PipelineConfig, to_version: str, model_config_path: str | N
     if not os.path.exists(os.path.join(source, "saved_model.pb")):
         raise RollbackError(f"version {version} is in the metadata store but {source} is gone from the "
                             "serving folder; it cannot serve again")
-    entry = _read_entry(model_config_path, config.pipeline_name)[1] if model_config_path else None  # before any change
+    entry = read_entry(model_config_path, config.pipeline_name)[1] if model_config_path else None  # before any change
     new_version = _unfinished_copy(store, version, config.serving_dir)
     rerun = new_version is not None
     if not rerun:
@@ -257,5 +257,5 @@ def rollback(config: PipelineConfig, to_version: str, model_config_path: str | N
             f"{label!r} is not moved yet, as TF Serving moves a label only onto a version it has loaded. Once "
             f"the server reports version {new_version} AVAILABLE (GET /v1/models/{config.pipeline_name}/versions/"
             f"{new_version}), run the same command again to move the label", new_version)
-    _move_label(model_config_path, config.pipeline_name, label, new_version)
+    move_label(model_config_path, config.pipeline_name, label, new_version)
     return new_version

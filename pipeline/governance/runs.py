@@ -1,4 +1,4 @@
-"""`taxi-pipeline runs`: every pipeline run, rollback and monitoring pass with its outcome, from MLMD."""
+"""`taxi-pipeline runs`: every pipeline run, rollback, monitoring pass and release step with its outcome, from MLMD."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,6 +8,7 @@ from ml_metadata.metadata_store import metadata_store
 
 from pipeline import artifacts, metadata
 from pipeline.monitoring import monitor_record
+from pipeline.release import release_record
 
 ROLLBACK_TYPE = "Rollback"
 
@@ -69,6 +70,8 @@ def list_runs(store: metadata_store.MetadataStore, pipeline_name: str) -> list[R
                 f"rollback: version {props['to_version'].string_value} serves again as "
                 f"{props['new_version'].string_value}"))
     summaries += [_monitor_summary(item) for item in monitor_record.passes(store, pipeline_name)]
+    summaries += [RunSummary(f"release-{step.execution_id}", step.recorded_at, 0.0, release_record.describe(step))
+                  for step in release_record.steps(store, pipeline_name)]
     return sorted(summaries, key=lambda s: s.started)
 
 

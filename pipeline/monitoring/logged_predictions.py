@@ -58,7 +58,7 @@ def feature_value(feature: tf.train.Feature):
     return values[0].decode("utf-8", "replace") if kind == "bytes_list" else values[0]
 
 
-def _prediction_column(outputs, output_key: str | None) -> np.ndarray:
+def prediction_column(outputs, output_key: str | None) -> np.ndarray:
     names = sorted(outputs)
     key = output_key or (names[0] if len(names) == 1 else None)
     if key not in outputs:
@@ -109,7 +109,7 @@ def _join(log_pattern: str, outcomes: Outcomes, start: float, end: float, slice_
             skipped["no request ids"] += 1
             continue
         try:
-            predictions = _prediction_column(response.outputs, output_key)
+            predictions = prediction_column(response.outputs, output_key)
         except KeyError:
             skipped["no single probability output"] += 1
             continue

@@ -1,4 +1,4 @@
-"""One monitoring pass: request log + outcomes -> live quality, report, captured span, decision.
+"""One monitoring pass: request log + outcomes -> live quality, serving drift, report, captured span, decision.
 
     taxi-pipeline monitor [--trigger] [--hours H] [--end TIME]
 
@@ -14,10 +14,20 @@ import pathlib
 import tempfile
 import time
 
+import tensorflow as tf
+
 from pipeline import artifacts, metadata
 from pipeline.config import PipelineConfig
 from pipeline.evaluation.eval_config import SLICE_FEATURES
-from pipeline.monitoring import capture, live_quality, monitor_record, monitor_report, triggers
+from pipeline.monitoring import (
+    capture,
+    live_quality,
+    monitor_record,
+    monitor_report,
+    pipeline_status,
+    serving_drift,
+    triggers,
+)
 from pipeline.monitoring.logged_predictions import join_window
 from pipeline.monitoring.outcomes import read_outcomes
 
@@ -33,6 +43,7 @@ class MonitorResult:
     captured_rows: int
     execution_id: int
     lines: list[str]  # what the CLI prints
+    serving_drift: serving_drift.ServingDrift | None  # None when monitor_serving_drift is off
 
 
 @dataclasses.dataclass
@@ -70,25 +81,20 @@ def _served_versions(config: PipelineConfig, versions: set[int]) -> dict[int, _S
     return known
 
 
-def _serving_drift(examples_path: str, served: dict[int, _Served],
-                   config: PipelineConfig) -> list[triggers.Reason]:
-    """Skew comparators of the schema: the window's traffic against the newest version's training data."""
-    import tensorflow_data_validation as tfdv
-    from tensorflow_metadata.proto.v0 import statistics_pb2
-
-    from pipeline.data_validation import drift
-    from pipeline.data_validation.statistics_io import load_schema, stats_options
-
-    newest = max((v for v, s in served.items() if s.training_statistics), default=None)
-    if newest is None or not os.path.exists(served[newest].training_statistics):
-        return []
-    listing = statistics_pb2.DatasetFeatureStatisticsList()
-    listing.ParseFromString(pathlib.Path(served[newest].training_statistics).read_bytes())
-    current = tfdv.generate_statistics_from_tfrecord(examples_path, stats_options=stats_options()).datasets[0]
-    distances = drift.measure(current, listing.datasets[0], load_schema(config.schema_path), "skew",
-                              "the window's requests", f"version {newest}'s training data")
-    return [triggers.Reason("serving drift", newest, d.feature, d.value, f"> {d.comparator} threshold {d.threshold}")
-            for d in distances if d.exceeded]
+def _serving_drift(examples_path: str, rows: int, served: dict[int, _Served],
+                   config: PipelineConfig) -> serving_drift.ServingDrift:
+    """The window's traffic against the training data of the newest version it reached."""
+    if not rows:
+        return serving_drift.not_measured("no tf.Example request logged in the window")
+    known = {v: s.training_statistics for v, s in served.items()
+             if s.training_statistics and tf.io.gfile.exists(s.training_statistics)}
+    if not known:
+        return serving_drift.not_measured(
+            f"ML Metadata at {config.metadata_path} holds no training statistics of version(s) "
+            f"{', '.join(map(str, sorted(served))) or 'none'}: they were not pushed by this pipeline, "
+            "or its store was replaced", rows)
+    newest = max(known)
+    return serving_drift.measure(examples_path, rows, newest, known[newest], config.schema_path)
 
 
 def _last_trigger_and_capture(config: PipelineConfig) -> tuple[float | None, float]:
@@ -127,11 +133,11 @@ def run_monitor(config: PipelineConfig, hours: float | None = None, end: float |
     with tempfile.TemporaryDirectory() as scratch:
         examples_path = os.path.join(scratch, "requests.tfrecord")
         window = join_window(config.request_log_path, outcomes, start, end, SLICE_FEATURES,
-                             examples_path=examples_path if config.trigger_on_serving_drift else None)
+                             examples_path=examples_path if config.monitor_serving_drift else None)
         versions = sorted({version for version, _ in window.logged})
         served = _served_versions(config, set(versions))
-        drift_found = (_serving_drift(examples_path, served, config)
-                       if config.trigger_on_serving_drift and os.path.exists(examples_path) else [])
+        drift = (_serving_drift(examples_path, sum(window.logged.values()), served, config)
+                 if config.monitor_serving_drift else None)
     qualities = live_quality.compute(window.rows, str(folder / "tfma"))
     summaries = [_version_summary(v, window, qualities, served[v], config.min_slice_examples) for v in versions]
 
@@ -143,7 +149,9 @@ def run_monitor(config: PipelineConfig, hours: float | None = None, end: float |
                                               labelled_by_version, config)
     if not window.logged:
         notes.append(f"no request logged in the window ({config.request_log_path})")
+    drift_found, drift_notes = triggers.drift_reasons(drift, config)
     reasons += drift_found
+    notes += drift_notes
     last_trigger, captured_until = _last_trigger_and_capture(config)
 
     captured_span, captured_rows = None, 0
@@ -160,7 +168,8 @@ def run_monitor(config: PipelineConfig, hours: float | None = None, end: float |
                        else now - outcomes.newest_observed_at}
     data = monitor_report.report_data(
         pipeline_name=config.pipeline_name, window=(start, end), now=now, decision=decision, versions=summaries,
-        qualities=qualities, outcomes=outcome_summary, skipped=dict(window.skipped), drift=list(map(str, drift_found)),
+        qualities=qualities, outcomes=outcome_summary, skipped=dict(window.skipped),
+        drift=None if drift is None else drift.as_dict(),
         captured={"span": str(captured_span), "rows": captured_rows} if captured_span else None,
         min_examples=config.min_slice_examples)
     report_json, report_html = monitor_report.write_report(folder, data, config.live_min_slice_auc)
@@ -171,12 +180,15 @@ def run_monitor(config: PipelineConfig, hours: float | None = None, end: float |
         reasons=[str(r) for r in decision.reasons], notes=decision.notes, report_uri=str(folder),
         versions=summaries, captured=(str(captured_span), captured_rows) if captured_span else None,
         pushed_ids={v: s.pushed_id for v, s in served.items() if s.pushed_id is not None})
-    lines = _lines(window, summaries, outcome_summary, decision, captured_span, captured_rows, report_html)
+    # Cheap, and keeps the run series fresh between runs (and right after a store is restored).
+    pipeline_status.write_status_safely(config)
+    lines = _lines(window, summaries, outcome_summary, drift, decision, captured_span, captured_rows, report_html)
     return MonitorResult(decision, summaries, qualities, report_json, report_html, captured_span, captured_rows,
-                         execution_id, lines)
+                         execution_id, lines, drift)
 
 
-def _lines(window, summaries, outcomes: dict, decision, captured_span, captured_rows, report_html) -> list[str]:
+def _lines(window, summaries, outcomes: dict, drift, decision, captured_span, captured_rows,
+           report_html) -> list[str]:
     lines = [f"window: {sum(window.logged.values())} logged predictions, {sum(window.labelled.values())} with an "
              f"outcome; {outcomes['rows']} outcome rows in {outcomes['files']} files, {outcomes['duplicates']} "
              f"duplicate ids counted once, {outcomes['unmatched']} matching no request of the window"]
@@ -189,6 +201,8 @@ def _lines(window, summaries, outcomes: dict, decision, captured_span, captured_
                      f"({item.labelled}/{item.logged}){worst}")
     for reason, count in window.skipped.items():
         lines.append(f"skipped {count} logged records: {reason}")
+    if drift is not None:
+        lines.append(drift.summary())
     lines.append(f"captured span: {captured_span} ({captured_rows} rows)" if captured_span
                  else "captured span: none (no new labelled row with a tip)")
     lines.append(decision.summary())

@@ -2,7 +2,8 @@
 
 The Prometheus series go to a textfile (node_exporter's textfile collector, or any
 scrape of a file server), written by
-prometheus_client's write_to_textfile, which renames a complete file into place.
+prometheus_client's write_to_textfile, which renames a complete file into place. The
+serving drift of the pass (serving_drift.py) goes into the same file: one pass, one file.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ PROMETHEUS_FILE = "live_quality.prom"
 
 def report_data(*, pipeline_name: str, window: tuple[float, float], now: float, decision: Decision,
                 versions: list[VersionQuality], qualities: list[SliceQuality], outcomes: dict, skipped: dict,
-                drift: list[str], captured: dict | None, min_examples: int) -> dict:
+                drift: dict | None, captured: dict | None, min_examples: int) -> dict:
     return {
         "pipeline": pipeline_name,
         "window": {"start": window[0], "end": window[1]},
@@ -34,7 +35,7 @@ def report_data(*, pipeline_name: str, window: tuple[float, float], now: float, 
                     "gated": q.gated(min_examples), **q.metrics} for q in qualities],
         "outcomes": outcomes,
         "skipped_records": skipped,
-        "serving_drift": drift,
+        "serving_drift": drift,  # ServingDrift.as_dict(); None when monitor_serving_drift is off
         "captured_span": captured,
     }
 
@@ -43,6 +44,18 @@ def _fmt(value) -> str:
     if value is None:
         return "–"
     return f"{value:.4f}" if isinstance(value, float) else html.escape(str(value))
+
+
+def _drift_html(drift: dict | None) -> str:
+    if drift is None:
+        return "<p>not measured (monitor_serving_drift is off)</p>"
+    rows = "".join(
+        f"<tr{' class=low' if d['exceeded'] else ''}><td>{html.escape(d['feature'])}</td>"
+        f"<td>{html.escape(d['comparator'])}</td><td>{_fmt(d['value'])}</td><td>{_fmt(float(d['threshold']))}</td>"
+        f"<td>{'yes' if d['exceeded'] else 'no'}</td></tr>" for d in drift["features"])
+    table = ("<table><tr><th>feature</th><th>comparator</th><th>value</th><th>threshold</th><th>over</th></tr>"
+             f"{rows}</table>") if rows else ""
+    return f"<p>{html.escape(drift['summary'])}</p>{table}"
 
 
 def _html(data: dict) -> str:
@@ -73,7 +86,7 @@ ids counted once ({outcomes['conflicting']} with a different label); {outcomes['
 the window; newest observed {_fmt(outcomes['newest_age_seconds'])} s before this report.</p>
 <h2>Slices</h2><table><tr><th>version</th><th>label</th><th>slice</th><th>examples</th><th>gated</th><th>AUC</th>
 <th>precision</th><th>recall</th><th>calibration</th></tr>{slice_rows}</table>
-<h2>Serving drift</h2><p>{'<br>'.join(html.escape(d) for d in data['serving_drift']) or 'none found'}</p>
+<h2>Serving drift</h2>{_drift_html(data['serving_drift'])}
 <h2>Captured span</h2><p>{html.escape(json.dumps(data['captured_span'])) if data['captured_span'] else 'none'}</p>
 </body></html>
 """
@@ -110,6 +123,11 @@ def write_prometheus(path: pathlib.Path, data: dict, min_examples: int) -> None:
                      registry=registry)
     last = Gauge("taxi_monitor_last_pass_timestamp_seconds", "When the last pass ran", ("pipeline",),
                  registry=registry)
+    drift = Gauge("taxi_serving_feature_drift", "The window's serving traffic against the served version's "
+                  "training data, by the feature's skew comparator in the schema (L-infinity or Jensen-Shannon)",
+                  ("pipeline", "feature"), registry=registry)
+    drift_threshold = Gauge("taxi_serving_feature_drift_threshold", "The schema's skew threshold of the feature",
+                            ("pipeline", "feature"), registry=registry)
     pipeline = data["pipeline"]
     for item in data["slices"]:
         key = (pipeline, str(item["version"]), item["version_label"] or "any", item["slice"])
@@ -124,5 +142,9 @@ def write_prometheus(path: pathlib.Path, data: dict, min_examples: int) -> None:
         age.labels(pipeline).set(data["outcomes"]["newest_age_seconds"])
     decision.labels(pipeline).set(1 if data["decision"]["verdict"] == "trigger" else 0)
     last.labels(pipeline).set(data["generated_at"])
+    for item in (data["serving_drift"] or {}).get("features", []):
+        drift_threshold.labels(pipeline, item["feature"]).set(item["threshold"])
+        if item["value"] is not None:  # not measurable: no series rather than a made-up 0
+            drift.labels(pipeline, item["feature"]).set(item["value"])
     path.parent.mkdir(parents=True, exist_ok=True)
     write_to_textfile(str(path), registry)

@@ -3,8 +3,9 @@
 The policy's settings live in PipelineConfig (live_min_slice_auc, live_max_auc_drop,
 trigger_on_serving_drift, trigger_min_new_rows, trigger_cooldown_hours, monitor_min_outcomes).
 A version with fewer outcomes than monitor_min_outcomes is judged on nothing but drift
-and volume: its AUC would be noise. Within the cooldown of the last trigger nothing
-fires, but the reasons are still reported.
+and volume: its AUC would be noise. Drift is the pass's serving-drift measurement
+(serving_drift.py, the same numbers as the report and taxi_serving_feature_drift). Within
+the cooldown of the last trigger nothing fires, but the reasons are still reported.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import dataclasses
 
 from pipeline.config import PipelineConfig
 from pipeline.monitoring.live_quality import SliceQuality
+from pipeline.monitoring.serving_drift import ServingDrift
 
 FIRE, QUIET, HELD = "trigger", "no trigger", "held"
 
@@ -71,6 +73,16 @@ def quality_reasons(qualities: list[SliceQuality], offline_auc: dict[int, float]
                                       f"< live_min_slice_auc {config.live_min_slice_auc}"))
     reasons.sort(key=lambda r: (r.kind != "AUC drop", r.value))
     return reasons, notes
+
+
+def drift_reasons(measured: ServingDrift | None, config: PipelineConfig) -> tuple[list[Reason], list[str]]:
+    """Each feature of the window's traffic past its skew threshold, when trigger_on_serving_drift is on."""
+    if not config.trigger_on_serving_drift:
+        return [], []
+    if measured is None:
+        return [], ["serving drift not judged: monitor_serving_drift is off"]
+    return [Reason("serving drift", measured.version, d.feature, d.value, f"> {d.comparator} threshold {d.threshold}")
+            for d in measured.over], []
 
 
 def decide(reasons: list[Reason], notes: list[str], seconds_since_last_trigger: float | None,

@@ -7,6 +7,7 @@ real Airflow (`airflow dags test`) against a local Airflow home, for `run --runn
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import pathlib
 import subprocess
@@ -33,9 +34,20 @@ def build_dag(config: PipelineConfig):
         "catchup": False,
         # One run at a time: runs share the MLMD store and the serving folder.
         "max_active_runs": 1,
+        # The run's outcome into <output_root>/monitoring/pipeline.prom when the DAG run ends either way
+        # (a task after the last one would decide the DAG run's state instead of the pipeline's tasks).
+        "on_success_callback": functools.partial(_write_pipeline_status, config),
+        "on_failure_callback": functools.partial(_write_pipeline_status, config),
     }
     runner = AirflowDagRunner(AirflowPipelineConfig(airflow_dag_config=dag_config))
     return runner.run(create_pipeline(config, prepare(config)))
+
+
+def _write_pipeline_status(config: PipelineConfig, context) -> None:
+    from pipeline.monitoring.pipeline_status import write_status_safely
+
+    del context  # the outcome is read from ML Metadata, as every writer of the file does
+    write_status_safely(config, run_ended=True)  # logs a warning on failure; never fails the DAG run
 
 
 # Task ids of the monitoring DAG; the record step reads the others' XComs by these.
@@ -60,8 +72,6 @@ def build_monitor_dag(config: PipelineConfig):
     Building it imports only Airflow: TensorFlow, TFMA and ML Metadata are imported by the
     tasks when they run, so the DAG file parses well within Airflow's parse timeout.
     """
-    import functools
-
     from airflow.models.dag import DAG
     from airflow.operators.python import PythonOperator, ShortCircuitOperator
     from airflow.operators.trigger_dagrun import TriggerDagRunOperator

@@ -19,6 +19,7 @@ from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from pipeline import metadata
 from pipeline.config import PipelineConfig
 from pipeline.evaluation import outcome
+from pipeline.monitoring import pipeline_status
 from pipeline.pipeline import create_pipeline
 from pipeline.prepare import prepare
 from pipeline.runners.progress import ComponentProgress
@@ -107,6 +108,10 @@ def _run_local(config: PipelineConfig, out: TextIO, guard: Guard) -> RunResult:
             pushed = report.pushed_version
             if pushed:
                 _write_model_card(config, pushed, out)
+        # Whatever the outcome; the warning is also logged to the run's log.
+        warning = pipeline_status.write_status_safely(config, run_ended=True)
+        if warning:
+            print(f"Warning: {warning}", file=out, flush=True)
     if error:
         print(f"\nRun stopped after {seconds:.1f} s: {error}\n{push_summary(config, check)} Full log: {log_path}",
               file=out, flush=True)

@@ -11,6 +11,9 @@
 - batching.py: server-side batching of concurrent calls (--batching_parameters_file)
 - json_input.py, json_output.py: REST bodies to arrays and back, with TF Serving's rules and formats
 - request_log.py: a sampled log of served requests as PredictionLog records
+- routing.py: the routing file: a model's requests split between its labels by weight, sticky by a key
+- shadow.py: shadow mode: predict requests also run on a shadow version, off the request path
+- answered_calls.py: what follows a predict answer: score metrics, the request log, the shadow call
 - metrics.py: Prometheus metrics (--monitoring_config_file)
 - errors.py: errors with TF Serving's status codes and their HTTP statuses
 

@@ -1,10 +1,12 @@
 """TF Serving's gRPC services on the official tensorflow-serving-api stubs. Predict, Classify and
 Regress answer with the call's `x-request-id` in the trailing metadata (serving/request_ids.py),
-which the request log keeps with each row."""
+which the request log keeps with each row, and with the version that answered (`x-model-version`)
+and, for a routed call, its arm (`x-model-arm`; serving/server/routing.py)."""
 from __future__ import annotations
 
 import ipaddress
 import os
+import time
 import urllib.parse
 
 import grpc
@@ -21,12 +23,15 @@ from tensorflow_serving.apis import (
 
 from serving import request_ids
 from serving.server import classify_regress, signature_calls
+from serving.server.answered_calls import predict_answered
 from serving.server.batching import Batcher
 from serving.server.errors import ServingError, as_invalid, invalid, not_found
 from serving.server.metrics import ServerMetrics
 from serving.server.model_config import entries_from_proto
 from serving.server.model_store import ModelStore
 from serving.server.request_log import RequestLog
+from serving.server.routing import ARM_HEADER, VERSION_HEADER, Router
+from serving.server.shadow import ShadowRunner
 from serving.tensor_protos import DEFAULT_MAX_BYTES, TensorProtoError, to_ndarray, to_tensor_proto
 
 STATE_NUMBERS = {"UNKNOWN": 0, "START": 10, "LOADING": 20, "AVAILABLE": 30, "UNLOADING": 40, "END": 50}
@@ -109,6 +114,22 @@ def _version_and_label(spec) -> tuple[int | None, str | None]:
     return version, spec.version_label or None
 
 
+def _metadata_value(context: grpc.aio.ServicerContext):
+    """header(name) for the router: the call's first metadata value under `name`, or None."""
+    metadata = context.invocation_metadata() or ()
+    return lambda name: next((value for key, value in metadata if key == name), None)
+
+
+def _set_answer_metadata(context: grpc.aio.ServicerContext, echo: str, arm: str, version: int | None) -> None:
+    """Trailing metadata: the request id always, the arm once routed, the version on success."""
+    trailing = [(request_ids.HEADER, echo)]
+    if arm:
+        trailing.append((ARM_HEADER, arm))
+    if version is not None:
+        trailing.append((VERSION_HEADER, str(version)))
+    context.set_trailing_metadata(tuple(trailing))
+
+
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     """Predict, Classify and Regress are coroutines on the server's asyncio loop: a waiting
     request costs no thread, so under load many of them join one batch (the thread-per-call
@@ -116,10 +137,21 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def __init__(self, models: dict[str, ModelStore], metrics: ServerMetrics | None = None,
                  request_log: RequestLog | None = None, batcher: Batcher | None = None,
-                 method_name_check: bool = False, max_tensor_bytes: int = DEFAULT_MAX_BYTES):
+                 method_name_check: bool = False, max_tensor_bytes: int = DEFAULT_MAX_BYTES,
+                 router: Router | None = None, shadow: ShadowRunner | None = None):
+        """`router`: the routing table (None: nothing is routed); `shadow` runs the shadow calls it names."""
         self.models, self.metrics, self.request_log = models, metrics or ServerMetrics(), request_log
         self.batcher, self.method_name_check = batcher, method_name_check
         self.max_tensor_bytes = max_tensor_bytes
+        self.router, self.shadow = router or Router(), shadow
+
+    def _resolve(self, context, store: ModelStore, spec, echo: str, info: dict) -> tuple[int, object, object]:
+        """The version a call goes to (routed when it names none), noted for the metrics and metadata."""
+        routed = self.router.resolve(store, *_version_and_label(spec), _metadata_value(context))
+        info["version"], info["arm"] = str(routed.version), routed.arm
+        if routed.arm:  # errors from here on carry the arm too
+            _set_answer_metadata(context, echo, routed.arm, None)
+        return routed.version, routed.model, routed.signature_defs
 
     async def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:
         with self.metrics.request(request.model_spec.name, "predict", "GRPC") as info:
@@ -133,9 +165,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                        info: dict) -> predict_pb2.PredictResponse:
         echo = _request_id(context)
         store = _store(self.models, request.model_spec)
-        version, label = _version_and_label(request.model_spec)
-        version, model, signature_defs = store.resolve_with_signature_defs(version, label)
-        info["version"] = str(version)
+        version, model, signature_defs = self._resolve(context, store, request.model_spec, echo, info)
         name, function = signature_calls.signature(model, request.model_spec.signature_name, rest=False)
         if self.method_name_check:
             signature_calls.check_predict_method_name(signature_defs[name])
@@ -143,8 +173,6 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         outputs = await signature_calls.run_on_loop(function, inputs, self.batcher)
         # Counted once the model took the inputs: its own complaints about them come first.
         ids = as_invalid(request_ids.row_ids, echo, signature_calls.row_count(inputs))[1]
-        if self.request_log:
-            self.request_log.record(store.name, version, name, inputs, outputs, request_ids=ids, version_label=label)
         wanted = list(request.output_filter) or list(outputs)
         for alias in wanted:
             if alias not in outputs:
@@ -155,6 +183,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.model_spec.version.value = version
         for alias in wanted:
             response.outputs[alias].CopyFrom(to_tensor_proto(outputs[alias]))
+        predict_answered(store, version, name, inputs, outputs, request_ids=ids, info=info,
+                         version_label=request.model_spec.version_label or None, metrics=self.metrics,
+                         request_log=self.request_log, router=self.router, shadow=self.shadow)
+        _set_answer_metadata(context, echo, info["arm"], version)
         return response
 
     async def Classify(self, request: classification_pb2.ClassificationRequest,
@@ -172,9 +204,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             try:
                 echo = _request_id(context)
                 store = _store(self.models, request.model_spec)
-                version, label = _version_and_label(request.model_spec)
-                version, model, signature_defs = store.resolve_with_signature_defs(version, label)
-                info["version"] = str(version)
+                label = request.model_spec.version_label or None
+                version, model, signature_defs = self._resolve(context, store, request.model_spec, echo, info)
                 name, inputs = classify_regress.prepare(signature_defs, request.model_spec.signature_name, method,
                                                         request.input, self.method_name_check)
                 outputs = await signature_calls.run_on_loop(model.signatures[name], inputs, self.batcher)
@@ -185,7 +216,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 await _abort_on_loop(context, error)
         if self.request_log:
             self.request_log.record_classify_or_regress(method, store.name, version, name, request.input, result,
-                                                        request_ids=ids, version_label=label)
+                                                        request_ids=ids, version_label=label, arm=info["arm"],
+                                                        latency_seconds=time.perf_counter() - info["started"])
+        _set_answer_metadata(context, echo, info["arm"], version)
         response.model_spec.name, response.model_spec.signature_name = store.name, name
         response.model_spec.version.value = version
         response.result.CopyFrom(result)

@@ -5,6 +5,10 @@ from --model_base_path (e.g. where a TFX Pusher writes). It serves any SavedMode
     python -m serving.server --model_name=taxi-tips --model_base_path=out/serving/taxi-tips \\
         --port=8500 --rest_api_port=8501
 
+--routing_config_file splits a model's requests between its version labels by weight, sticky by a
+routing key, and can shadow a version (serving/server/routing.py, shadow.py; tensorflow_model_server
+has no such flag: production routes in a proxy in front of it, see serving/README.md).
+
 Binds 127.0.0.1 unless --host says otherwise. Production runs the real
 tensorflow_model_server with the same flags; clients do not change. Limits TF Serving does
 not have (REST idle and body timeouts, the reload RPC's guard) are described in
@@ -48,6 +52,9 @@ from serving.server.model_config import (  # noqa: E402
 from serving.server.model_store import ModelStore, VersionPolicy  # noqa: E402
 from serving.server.request_log import RequestLog  # noqa: E402
 from serving.server.rest_api import RestApi  # noqa: E402
+from serving.server.routing import DEFAULT_POLL_SECONDS, Router, RoutingFileError  # noqa: E402
+from serving.server.shadow import DEFAULT_QUEUE_SIZE as SHADOW_QUEUE_SIZE  # noqa: E402
+from serving.server.shadow import ShadowRunner  # noqa: E402
 
 log = logging.getLogger("serving")
 # Large enough for batches of serialized examples; gRPC messages and REST bodies alike.
@@ -76,17 +83,23 @@ class ModelServer:
                  metrics: ServerMetrics | None = None, metrics_path: str | None = None,
                  request_log: RequestLog | None = None, batcher: Batcher | None = None,
                  method_name_check: bool = False, rest_idle_timeout: float = 75.0, rest_body_timeout: float = 60.0,
-                 reload_roots: list[str] | None = None, allow_remote_reload: bool = False):
+                 reload_roots: list[str] | None = None, allow_remote_reload: bool = False,
+                 routing_file: str | None = None, routing_poll_seconds: float = DEFAULT_POLL_SECONDS,
+                 shadow_queue_size: int = SHADOW_QUEUE_SIZE):
         """`rest_idle_timeout`: seconds an idle REST connection is kept; `rest_body_timeout`: seconds a
         request body may take to arrive. HandleReloadConfigRequest is taken from loopback peers only
         (unless `allow_remote_reload`) and for base paths inside `reload_roots` (None: the base paths
-        of the models served when the server starts)."""
+        of the models served when the server starts). `routing_file`: the routing JSON, applied at
+        start (RoutingFileError if it cannot be) and re-read every `routing_poll_seconds` when it
+        changes; `shadow_queue_size`: shadow calls that may wait, more are dropped."""
         self.models, self.host, self.request_log, self.batcher = models, host, request_log, batcher
         self.method_name_check = method_name_check
         self.metrics, self.metrics_path = metrics or ServerMetrics(), metrics_path
         self.metrics.models = self.models  # metric labels only for served models
         self.rest_idle_timeout, self.rest_body_timeout = rest_idle_timeout, rest_body_timeout
         self.reload_roots, self.allow_remote_reload = reload_roots, allow_remote_reload
+        self.router = Router(routing_file, self.metrics, routing_poll_seconds)
+        self.shadow = ShadowRunner(self.metrics, request_log, shadow_queue_size)
         self.health = _Health(self._update_health)
         self._health_lock = threading.Lock()
         self.grpc_port = self.rest_port = 0
@@ -140,6 +153,8 @@ class ModelServer:
 
     def start(self, grpc_port: int = 0, rest_port: int = 0) -> "ModelServer":
         """Both front ends on one asyncio loop in a thread of their own; rest_port < 0 leaves REST off."""
+        if self.router.path:
+            self.router.load()  # a bad routing file stops the start, before a port opens
         for store in self.models.values():
             store.start()
         if self.reload_roots is None:
@@ -168,7 +183,7 @@ class ModelServer:
                      ("grpc.so_reuseport", 0)])
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionService(self.models, self.metrics, self.request_log, self.batcher, self.method_name_check,
-                              max_tensor_bytes=MAX_MESSAGE_BYTES),
+                              max_tensor_bytes=MAX_MESSAGE_BYTES, router=self.router, shadow=self.shadow),
             self._grpc)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
             ModelService(self.models, self.apply_config, self.reload_roots, self.allow_remote_reload), self._grpc)
@@ -179,12 +194,13 @@ class ModelServer:
             self._runner = web.AppRunner(
                 RestApi(self.models, self.metrics, self.metrics_path, self.request_log, self.batcher,
                         self.method_name_check, max_body_bytes=MAX_MESSAGE_BYTES,
-                        body_timeout=self.rest_body_timeout).app(),
+                        body_timeout=self.rest_body_timeout, router=self.router, shadow=self.shadow).app(),
                 access_log=None, keepalive_timeout=self.rest_idle_timeout)  # aiohttp keeps idle ones an hour
             await self._runner.setup()
             site = web.TCPSite(self._runner, self.host, rest_port)
             await site.start()
             self.rest_port = site._server.sockets[0].getsockname()[1]
+        self.router.start()  # re-read the routing file from now on
 
     async def _stop_front_ends(self) -> None:
         if self._grpc:
@@ -197,6 +213,8 @@ class ModelServer:
             asyncio.run_coroutine_threadsafe(self._stop_front_ends(), self._loop).result(timeout=15)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
+        self.router.stop()
+        self.shadow.stop()  # its last records go to the request log before that closes
         for store in self.models.values():
             store.stop()
         if self.request_log:
@@ -241,6 +259,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow_remote_reload", action="store_true",
                         help="take HandleReloadConfigRequest from any peer, not only loopback (TF Serving takes "
                         "it from any)")
+    parser.add_argument("--routing_config_file", help="JSON routing file: per model, weights of its version labels "
+                        "(sticky by a routing key header), and a shadow version (see serving/README.md, Routing); "
+                        "not in TF Serving")
+    parser.add_argument("--routing_config_poll_wait_seconds", type=float, default=DEFAULT_POLL_SECONDS,
+                        help="re-read --routing_config_file this often, applied when its content changed (0: only "
+                        "at start)")
+    parser.add_argument("--shadow_queue_size", type=int, default=SHADOW_QUEUE_SIZE,
+                        help="shadow calls waiting to run; more are dropped (and counted), never delaying a request")
     parser.add_argument("--model_config_root", action="append", metavar="FOLDER",
                         help="a folder HandleReloadConfigRequest may load models from (repeatable; default: the "
                         "base paths configured at start and the model config file's folder)")
@@ -306,7 +332,10 @@ def main(argv: list[str] | None = None) -> int:
                          args.enable_signature_method_name_check,
                          rest_idle_timeout=args.rest_api_idle_timeout_seconds,
                          rest_body_timeout=args.rest_api_body_timeout_seconds,
-                         reload_roots=_reload_roots(args, entries), allow_remote_reload=args.allow_remote_reload)
+                         reload_roots=_reload_roots(args, entries), allow_remote_reload=args.allow_remote_reload,
+                         routing_file=args.routing_config_file,
+                         routing_poll_seconds=args.routing_config_poll_wait_seconds,
+                         shadow_queue_size=args.shadow_queue_size)
     try:
         server.apply_config(entries, args.file_system_poll_wait_seconds)
     except ServingError as error:  # a label on a version that did not load: tensorflow_model_server stops too
@@ -315,6 +344,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         server.start(args.port, args.rest_api_port)
+    except RoutingFileError as error:
+        print(f"serving: {error}; fix the file (or leave --routing_config_file out to serve without routing)",
+              file=sys.stderr)
+        server.stop()
+        return 2
     except (OSError, RuntimeError) as error:  # a port in use, most often
         print(f"serving: cannot listen on gRPC port {args.port} and REST port {args.rest_api_port} of "
               f"{args.host}: {error}; free them or pick others with --port / --rest_api_port", file=sys.stderr)

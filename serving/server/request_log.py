@@ -9,6 +9,13 @@ was served; its request has the model spec as the client addressed it (a version
 it came by one). The request ids of the served rows follow in field 1000 (see
 serving/request_ids.py); `read_records` gives them with each record.
 
+Routed and shadowed requests (serving/server/routing.py, shadow.py): the same extra message
+holds the arm the router chose, the record's role ("serving", or "shadow" for a shadow
+version's answer to the same request, with the same request ids), the server-side seconds
+of the call and its time; a routed request's logged model spec has the arm as its
+version_label. `read_calls` gives all of it; `read_records`, `read_logs` and what reads
+through them (the skew check, live quality) see only the answers callers got.
+
 Logging never fails or slows a request: `record` puts the request on a bounded queue and a
 writer thread writes it. A full queue drops the record, a failed write (a full disk) loses
 it; both are counted (`model_server_request_log_errors_total{reason}`) and logged at most
@@ -32,7 +39,7 @@ import re
 import struct
 import threading
 import time
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 
 # The C CRC32C of google-cloud-storage (in the lock through apache-beam[gcp]): TFRecord framing
 # needs it, and TensorFlow's own writer cannot append to a file.
@@ -42,7 +49,7 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 from tensorflow_serving.apis import classification_pb2, model_pb2, predict_pb2, prediction_log_pb2, regression_pb2
 
-from serving.request_ids import ids_of, with_ids
+from serving.request_ids import SERVING, SHADOW, extras_of, with_extras
 from serving.server import classify_regress
 
 log = logging.getLogger("serving.request_log")
@@ -277,33 +284,48 @@ class RequestLog:
 
     def record(self, model: str, version: int, signature: str, inputs: dict[str, np.ndarray],
                outputs: dict[str, np.ndarray], *, request_ids: list[str] | None = None,
-               version_label: str | None = None) -> bool:
+               version_label: str | None = None, arm: str = "", role: str = SERVING,
+               latency_seconds: float | None = None, sampled: bool | None = None,
+               timestamp: float | None = None) -> bool:
         """Queue one served predict request (if sampled); True when queued. Never raises.
 
         `version` is the version that served it, `version_label` the label the client addressed
-        (None when it asked for a version or the latest); `request_ids` one id per row."""
+        (None when it asked for a version or the latest; a routed request gives its `arm`);
+        `request_ids` one id per row. `role` "shadow" logs a shadow version's answer; `sampled`
+        True/False is a sampling decision already made (a shadow record follows its serving
+        record's), None draws one. `timestamp`: when it was served, to the microsecond in the record's
+        extra fields (default: now, kept to the second in log_metadata only)."""
         # Served now: the writer may get to it later.
-        return self._enqueue(_predict_log, (model, version, signature, inputs, outputs, version_label,
-                                            int(time.time())), request_ids)
+        now = time.time() if timestamp is None else timestamp
+        # A routed request is logged as addressed to its arm; a shadow one as addressed to the shadow.
+        addressed = version_label if role == SHADOW else version_label or arm or None
+        return self._enqueue(_predict_log, (model, version, signature, inputs, outputs, addressed, int(now)),
+                             (request_ids, arm, role, latency_seconds, timestamp), sampled)
 
     def record_classify_or_regress(self, method: str, model: str, version: int, signature: str,
                                    request_input, result, *, request_ids: list[str] | None = None,
-                                   version_label: str | None = None) -> bool:
+                                   version_label: str | None = None, arm: str = "",
+                                   latency_seconds: float | None = None) -> bool:
         """Queue one served classify or regress request (if sampled) with its result. Never raises."""
+        now = time.time()
         return self._enqueue(_classify_or_regress_log, (method, model, version, signature, request_input, result,
-                                                        version_label, int(time.time())), request_ids)
+                                                        version_label or arm or None, int(now)),
+                             (request_ids, arm, SERVING, latency_seconds, None if latency_seconds is None else now),
+                             None)
 
-    def _enqueue(self, build: Callable[..., prediction_log_pb2.PredictionLog], args: tuple,
-                 request_ids: list[str] | None) -> bool:
+    def _enqueue(self, build: Callable[..., prediction_log_pb2.PredictionLog], args: tuple, extras: tuple,
+                 sampled: bool | None) -> bool:
         # The PredictionLog is built by the writer too: making TensorProtos of every input costs
         # more than a request's share of the event loop should. The arrays are not changed later.
-        with self._lock:
-            if self._random.random() >= self.sample_rate:
-                return False
+        if sampled is None:
+            with self._lock:
+                sampled = self._random.random() < self.sample_rate
+        if not sampled:
+            return False
         try:
             if self._closed:
                 raise queue.Full
-            self._queue.put_nowait((build, args, request_ids))
+            self._queue.put_nowait((build, args, extras))
             return True
         except queue.Full:
             self._lost(DROPPED, "request log %s: records dropped, the writer's queue of %d is full (the disk is "
@@ -315,9 +337,9 @@ class RequestLog:
             item = self._queue.get()
             if item is _STOP:
                 return
-            build, args, request_ids = item
+            build, args, extras = item
             try:
-                record = tfrecord_bytes(with_ids(build(*args).SerializeToString(), request_ids))
+                record = tfrecord_bytes(with_extras(build(*args).SerializeToString(), *extras))
             except Exception as error:  # a value TensorFlow cannot make a TensorProto of: that record only
                 self._lost(ENCODE_ERROR, "request log %s: a request could not be encoded: %r", self.path, error)
                 continue
@@ -402,19 +424,47 @@ def _read_file(path: str) -> Iterator[tuple[prediction_log_pb2.PredictionLog, by
         log.warning("request log %s: gone before it was read (rotated or removed meanwhile); skipped", path)
 
 
-def read_logs(pattern: str) -> Iterator[prediction_log_pb2.PredictionLog]:
-    """Every whole record of the files log_files(pattern) names."""
+class LoggedCall(NamedTuple):
+    """One logged answer: a caller's (role "serving") or a shadow version's (role "shadow")."""
+    entry: prediction_log_pb2.PredictionLog
+    request_ids: list[str]  # one per row, in row order; [] for records logged without them
+    arm: str  # the label the router chose; "" when the request was not routed
+    role: str  # "serving" or "shadow"
+    latency_seconds: float  # server-side seconds of the call (the shadow call's own); 0 when not logged
+    version: int  # the version that answered
+    timestamp: float  # Unix seconds it was served
+
+
+def _version_of(entry: prediction_log_pb2.PredictionLog) -> int:
+    return entry.log_metadata.model_spec.version.value
+
+
+def read_calls(pattern: str) -> Iterator[LoggedCall]:
+    """Every whole record of the files log_files(pattern) names, serving and shadow, with what the
+    server knew of the call. Records of older logs and TF Serving's read as unrouted serving calls."""
     for path in log_files(pattern):
-        for entry, _ in _read_file(path):
-            yield entry
+        for entry, data in _read_file(path):
+            extras = extras_of(data)
+            timestamp = (extras.timestamp_seconds if extras.timestamp_seconds is not None
+                         else float(entry.log_metadata.timestamp_secs))
+            yield LoggedCall(entry, extras.request_ids, extras.arm, extras.role, extras.latency_seconds,
+                             _version_of(entry), timestamp)
+
+
+def read_logs(pattern: str) -> Iterator[prediction_log_pb2.PredictionLog]:
+    """Every whole record of the files log_files(pattern) names that answered a caller (shadow
+    answers are left out: read_calls has them)."""
+    for entry, _ in read_records(pattern):
+        yield entry
 
 
 def read_records(pattern: str) -> Iterator[tuple[prediction_log_pb2.PredictionLog, list[str]]]:
-    """Every whole record of the files log_files(pattern) names, with its request ids: one per
-    served row, in row order ([] for a record logged without them, e.g. by TF Serving)."""
-    for path in log_files(pattern):
-        for entry, data in _read_file(path):
-            yield entry, ids_of(data)
+    """Every whole record of the files log_files(pattern) names that answered a caller, with its
+    request ids: one per served row, in row order ([] for a record logged without them, e.g. by TF
+    Serving). Shadow answers are left out, so quality and skew checks see what callers got."""
+    for call in read_calls(pattern):
+        if call.role != SHADOW:
+            yield call.entry, call.request_ids
 
 
 def read_predict_logs(pattern: str) -> Iterator[prediction_log_pb2.PredictLog]:

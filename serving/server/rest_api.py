@@ -1,12 +1,15 @@
 """TF Serving's REST API (/v1/models/...) on aiohttp: model status, metadata, predict,
 classify and regress. Predict, classify and regress answer with the request's `x-request-id`
-(serving/request_ids.py), which the request log keeps with each row."""
+(serving/request_ids.py), which the request log keeps with each row, and with the version that
+answered (`x-model-version`) and, for a routed request, its arm (`x-model-arm`;
+serving/server/routing.py)."""
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
 import re
+import time
 import urllib.parse
 
 from aiohttp import web
@@ -14,11 +17,14 @@ from google.protobuf import json_format
 
 from serving import request_ids
 from serving.server import classify_regress, json_input, json_output, signature_calls
+from serving.server.answered_calls import predict_answered
 from serving.server.batching import Batcher
 from serving.server.errors import ServingError, as_invalid, invalid, not_found
 from serving.server.metrics import ServerMetrics
 from serving.server.model_store import ModelStore
 from serving.server.request_log import RequestLog
+from serving.server.routing import ARM_HEADER, VERSION_HEADER, Router
+from serving.server.shadow import ShadowRunner
 from serving.signature_names import DEFAULT_SIGNATURE
 
 # TF Serving's own routing expressions (http_rest_api_util.cc); ASCII as in RE2, whose \d takes 0-9 only.
@@ -35,6 +41,7 @@ NOT_FOUND_HTML = "<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n<H1
 OK = "OK"
 # Where a prediction request keeps its request id once known, for the answer's header (errors too).
 _REQUEST_ID = "request_id"
+_ARM = "arm"  # and the arm the router chose, likewise
 
 
 def _json(body: dict, status: int = 200) -> web.Response:
@@ -56,7 +63,16 @@ def _request_id(request: web.Request) -> str:
 def _with_request_id(response: web.Response, request: web.Request) -> web.Response:
     if _REQUEST_ID in request:
         response.headers[request_ids.HEADER] = request[_REQUEST_ID]
+    if request.get(_ARM):
+        response.headers[ARM_HEADER] = request[_ARM]
     return response
+
+
+def _answer_headers(echo: str, version: int, arm: str) -> dict[str, str]:
+    headers = {request_ids.HEADER: echo, VERSION_HEADER: str(version)}
+    if arm:
+        headers[ARM_HEADER] = arm
+    return headers
 
 
 def parse_version(text: str) -> int:
@@ -107,10 +123,12 @@ class RestApi:
     def __init__(self, models: dict[str, ModelStore], metrics: ServerMetrics | None = None,
                  metrics_path: str | None = None, request_log: RequestLog | None = None,
                  batcher: Batcher | None = None, method_name_check: bool = False,
-                 max_body_bytes: int = 64 * 1024 * 1024, body_timeout: float = 60.0):
-        """`body_timeout`: seconds a request body may take to arrive in full."""
+                 max_body_bytes: int = 64 * 1024 * 1024, body_timeout: float = 60.0,
+                 router: Router | None = None, shadow: ShadowRunner | None = None):
+        """`body_timeout`: seconds a request body may take to arrive in full. `router`: the routing
+        table (None: nothing is routed); `shadow` runs the shadow calls it names."""
         self.models, self.metrics, self.metrics_path = models, metrics or ServerMetrics(), metrics_path
-        self.request_log = request_log
+        self.request_log, self.router, self.shadow = request_log, router or Router(), shadow
         self.batcher, self.method_name_check = batcher, method_name_check
         self.max_body_bytes, self.body_timeout = max_body_bytes, body_timeout
 
@@ -211,8 +229,7 @@ class RestApi:
         store = self._model(match.group(1))
         request = await self._off_loop(len(body), json_input.parse_json_body, body)
         signature_name = json_input.signature_name(request, DEFAULT_SIGNATURE)
-        version, model, signature_defs = store.resolve_with_signature_defs(*spec)
-        info["version"] = str(version)
+        version, model, signature_defs = self._resolve(http_request, store, spec, info)
         signature_name, function = signature_calls.signature(model, signature_name, rest=True)
         if self.method_name_check:
             signature_calls.check_predict_method_name(signature_defs[signature_name])
@@ -221,11 +238,20 @@ class RestApi:
         outputs = await signature_calls.run_on_loop(function, inputs, self.batcher)
         # Counted once the model took the inputs: its own complaints about them come first.
         ids = as_invalid(request_ids.row_ids, echo, signature_calls.row_count(inputs))[1]
-        if self.request_log:
-            self.request_log.record(store.name, version, signature_name, inputs, outputs, request_ids=ids,
-                                    version_label=spec[1])
-        return web.Response(text=json_output.dumps(json_output.json_response(outputs, rows)),
-                            content_type="application/json", headers={request_ids.HEADER: echo})
+        text = json_output.dumps(json_output.json_response(outputs, rows))
+        predict_answered(store, version, signature_name, inputs, outputs, request_ids=ids, info=info,
+                         version_label=spec[1], metrics=self.metrics, request_log=self.request_log,
+                         router=self.router, shadow=self.shadow)
+        return web.Response(text=text, content_type="application/json",
+                            headers=_answer_headers(echo, version, info["arm"]))
+
+    def _resolve(self, http_request: web.Request, store: ModelStore, spec: tuple[int | None, str | None],
+                 info: dict) -> tuple[int, object, object]:
+        """The version a request goes to (routed when it names none), noted for the metrics and headers."""
+        routed = self.router.resolve(store, *spec, http_request.headers.get)
+        info["version"], info["arm"] = str(routed.version), routed.arm
+        http_request[_ARM] = routed.arm
+        return routed.version, routed.model, routed.signature_defs
 
     async def _classify_or_regress(self, http_request: web.Request, match: re.Match,
                                    spec: tuple[int | None, str | None], body: bytes) -> web.Response:
@@ -237,8 +263,7 @@ class RestApi:
             signature_name = json_input.signature_name(request, "")
             request_input = await self._off_loop(len(body), classify_regress.input_from_json, request)
             store = self._model(match.group(1))
-            version, model, signature_defs = store.resolve_with_signature_defs(*spec)
-            info["version"] = str(version)
+            version, model, signature_defs = self._resolve(http_request, store, spec, info)
             name, inputs = classify_regress.prepare(signature_defs, signature_name, method, request_input,
                                                     self.method_name_check)
             outputs = await signature_calls.run_on_loop(model.signatures[name], inputs, self.batcher)
@@ -246,7 +271,9 @@ class RestApi:
             ids = as_invalid(request_ids.row_ids, echo, len(inputs[classify_regress.INPUTS]))[1]
         if self.request_log:
             self.request_log.record_classify_or_regress(method, store.name, version, name, request_input, result,
-                                                        request_ids=ids, version_label=spec[1])
+                                                        request_ids=ids, version_label=spec[1], arm=info["arm"],
+                                                        latency_seconds=time.perf_counter() - info["started"])
         text = (classify_regress.classification_json(result) if method == classify_regress.CLASSIFY
                 else classify_regress.regression_json(result))
-        return web.Response(text=text, content_type="application/json", headers={request_ids.HEADER: echo})
+        return web.Response(text=text, content_type="application/json",
+                            headers=_answer_headers(echo, version, info["arm"]))

@@ -107,3 +107,6 @@ def test_span_that_breaks_the_schema_fails_the_dag_run_at_the_gate(home, capsys)
     assert "task DataGate: FAILED" in output and "payment_type" in output
     assert "task Transform" not in output
     assert _versions(home) == before
+    # The DAG's failure callback tells Prometheus (the DataGateStopped alert reads this series).
+    status = (pathlib.Path(_config(home).monitoring_dir) / "pipeline.prom").read_text()
+    assert 'taxi_data_gate_stopped{pipeline="taxi-tips"} 1.0' in status

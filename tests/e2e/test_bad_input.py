@@ -20,7 +20,17 @@ from pipeline import metadata
 from pipeline.config import load_config
 from pipeline.runners.local_runner import run_local
 from tests.conftest import SMALL_RUN_SETTINGS, write_span
-from tests.data_cases import drifted, edit_column, rows, without_column
+from tests.data_cases import (
+    day_of_week_from_monday,
+    derived_time_from_the_next_row,
+    drifted,
+    edit_column,
+    rows,
+    shifted_in_time,
+    swapped_pickup_coordinates,
+    without_column,
+    zero_for_missing_dropoff,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -249,3 +259,94 @@ def test_undrifted_span_and_fair_serving_data_pass_and_a_warned_drift_goes_on(ho
     assert states["DataGate"] == "COMPLETE" and states["Trainer"] == "COMPLETE"
     report = pathlib.Path(re.search(r"Data report: (\S+)", output).group(1)).read_text()
     assert "Nothing stops this run (2 warning(s))" in report and "<td>warn</td><td>drift</td><td>fare</td>" in report
+
+
+# Data that cannot be true (#21): each case is valid CSV that the schema's types accept, and
+# stops at the gate with one line naming the feature, the measured value and the bound.
+WEEK = 7 * 24 * 3600
+
+
+def _stopped_at_the_gate(home, capfd, content) -> str:
+    """_gate_stop, and the console (what a user sees) holds no traceback and no absl error line."""
+    capfd.readouterr()
+    output = _gate_stop(home, content)
+    console = "".join(capfd.readouterr())
+    assert "Traceback" not in console and "ERROR:absl" not in console, console
+    return output
+
+
+def test_trips_in_the_year_2100_stop_the_run_as_a_time_finding(home, capfd):
+    # Shifted by whole weeks, the derived hour and day stay right and the months follow: only the clock rule fails.
+    output = _stopped_at_the_gate(home, capfd, shifted_in_time([HEADER] + NEXT, 4435 * WEEK))
+    assert re.search(r"\[stop\] time: feature 'trip_start_timestamp': latest trip start = 2101-\d\d-\d\d \d\d:\d\d UTC "
+                     r"\(threshold <= 20\d\d-\d\d-\d\d \d\d:\d\d UTC \(the run's time \+ time_tolerance_hours 24\)\), "
+                     r"span 2; check the export's time column", output), output
+    assert len(re.findall(r"\[stop\]", output)) == 1, output
+    report = pathlib.Path(re.search(r"Data report: (\S+)", output).group(1)).read_text()
+    rules = re.search(r'<table id="span-rules">.*?</table>', report, re.S).group(0)
+    # Every rule is in the report with its measured value and bound; the failed one marked.
+    assert "<td>latest trip start</td><td>2101-" in rules and "<td>FAILED</td>" in rules
+    assert rules.count("<tr class=") == 7 and "<td>100.00%</td>" in rules and "the earliest in span 1" in rules
+
+
+def test_a_span_wholly_before_the_previous_one_stops_the_run(home, capfd):
+    # 104 weeks earlier: after the data's known start, but every trip before the previous span's first.
+    output = _stopped_at_the_gate(home, capfd, shifted_in_time([HEADER] + NEXT, -104 * WEEK))
+    found = re.search(r"\[stop\] time: feature 'trip_start_timestamp': latest trip start vs the previous span's "
+                      r"earliest = (20\d\d-\d\d-\d\d \d\d:\d\d) UTC \(threshold >= (2015-04-\d\d \d\d:\d\d) UTC \(the "
+                      r"earliest in span 1\)\), span 2 vs span 1", output)
+    assert found and found.group(1) < found.group(2), output
+    assert len(re.findall(r"\[stop\]", output)) == 1, output
+
+
+def test_derived_time_columns_that_disagree_with_the_timestamp_stop_the_run(home, capfd):
+    output = _stopped_at_the_gate(home, capfd, derived_time_from_the_next_row([HEADER] + NEXT))
+    for name in ("trip_start_hour", "trip_start_day", "trip_start_month"):
+        found = re.search(rf"\[stop\] time: feature '{name}': share of rows agreeing with trip_start_timestamp "
+                          rf"\(UTC\) = ([\d.]+)% \(threshold >= 0\.99 \(min_time_agreement\)\), span 2; derive {name} "
+                          r"from trip_start_timestamp in UTC", output)
+        assert found and float(found.group(1)) < 50, output
+    assert len(re.findall(r"\[stop\]", output)) == 3, output
+
+
+def test_timestamps_in_milliseconds_stop_the_run(home, capfd):
+    content = edit_column([HEADER] + NEXT, "trip_start_timestamp", lambda value, _: f"{value}000")
+    output = _stopped_at_the_gate(home, capfd, content)
+    assert re.search(r"\[stop\] time: feature 'trip_start_timestamp': latest trip start = 4\d{4}-\d\d-\d\d", output)
+
+
+def test_every_row_twice_stops_the_run_as_repeated_rows(home, capfd):
+    output = _stopped_at_the_gate(home, capfd, [HEADER] + NEXT + NEXT)
+    assert re.search(r"\[stop\] schema: dataset: share of rows repeating an earlier row = 50\.00% \(threshold <= "
+                     r"0\.01 \(max_duplicate_rows\)\), span 2; the same trips twice", output), output
+    assert len(re.findall(r"\[stop\]", output)) == 1, output
+
+
+def test_pickup_latitude_and_longitude_swapped_are_out_of_chicago(home, capfd):
+    output = _stopped_at_the_gate(home, capfd, swapped_pickup_coordinates([HEADER] + NEXT, share=0.05))
+    for name in ("pickup_latitude", "pickup_longitude"):
+        assert re.search(rf"\[stop\] schema: feature '{name}': Out-of-range values", output), output
+    assert "[stop] drift" not in output  # 5% of the rows: the drift check alone let this through
+
+
+def test_day_of_week_numbered_from_monday_stops_the_run(home, capfd):
+    # ISO 8601 numbering (1 = Monday) in a 1 = Sunday dataset: every value in its domain, the distribution alike.
+    output = _stopped_at_the_gate(home, capfd, day_of_week_from_monday([HEADER] + NEXT))
+    assert re.search(r"\[stop\] time: feature 'trip_start_day': share of rows agreeing with trip_start_timestamp "
+                     r"\(UTC\) = 0\.00% \(threshold >= 0\.99 \(min_time_agreement\)\), span 2; derive trip_start_day "
+                     r"from trip_start_timestamp in UTC \(day of week, 1 = Sunday\)", output), output
+    assert len(re.findall(r"\[stop\]", output)) == 1, output
+
+
+def test_missing_dropoff_positions_written_as_zero_are_out_of_chicago(home, capfd):
+    output = _stopped_at_the_gate(home, capfd, zero_for_missing_dropoff([HEADER] + NEXT))
+    for name in ("dropoff_latitude", "dropoff_longitude"):
+        assert re.search(rf"\[stop\] schema: feature '{name}': Out-of-range values", output), output
+
+
+def test_census_tracts_without_their_state_and_county_prefix_are_out_of_range(home, capfd):
+    # On 5% of the rows (one source's export): too few to move the distribution past its drift threshold.
+    content = edit_column([HEADER] + NEXT, "dropoff_census_tract",
+                          lambda value, chance: value[5:] if value and chance.random() < 0.05 else value)
+    output = _stopped_at_the_gate(home, capfd, content)
+    assert re.search(r"\[stop\] schema: feature 'dropoff_census_tract': Out-of-range values", output), output

@@ -18,6 +18,7 @@ import io
 import json
 import math
 import pathlib
+import re
 import shutil
 import time
 
@@ -126,6 +127,29 @@ def test_old_behaviour_traffic_shows_no_decay_and_triggers_nothing(home, server)
     version = report["versions"][0]
     assert version["labelled"] == 3000 and version["coverage"] == 1.0, text
     assert version["auc"] > 0.8 and abs(version["auc"] - version["offline_auc"]) < 0.1, text
+    # Trips like the training data's: no feature drifts, and the series say the same as the report.
+    drift = report["serving_drift"]
+    assert drift["reference_version"] == version["version"] and drift["rows"] == 3000, drift
+    assert re.search(r"^serving drift: 0 of \d+ features over threshold \(largest: \w+ [\d.]+ <= [\d.]+\)",
+                     text, re.M), text
+    series = _series(home / "out" / "monitoring" / "live_quality.prom")
+    for item in drift["features"]:
+        assert series[("taxi_serving_feature_drift_threshold", item["feature"])] == item["threshold"]
+        if item["value"] is not None:
+            assert series[("taxi_serving_feature_drift", item["feature"])] == pytest.approx(item["value"])
+    # The first run's push, written when it ended and again by the pass.
+    status = _series(home / "out" / "monitoring" / "pipeline.prom")
+    assert status[("taxi_data_gate_stopped", "")] == 0 and status[("taxi_pipeline_runs_total", "pushed")] == 1
+    assert status[("taxi_pipeline_last_run_timestamp_seconds", "pushed")] < end
+    assert status[("taxi_pipeline_last_push_timestamp_seconds", "")] < end
+
+
+def _series(path: pathlib.Path) -> dict[tuple[str, str], float]:
+    """{(metric, its feature or outcome label): value} of a Prometheus textfile."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(sample.name, sample.labels.get("feature", sample.labels.get("outcome", ""))): sample.value
+            for family in text_string_to_metric_families(path.read_text()) for sample in family.samples}
 
 
 def test_changed_tipping_is_caught_on_the_card_slice_captured_and_retrained(home, server):
@@ -161,6 +185,10 @@ def test_changed_tipping_is_caught_on_the_card_slice_captured_and_retrained(home
     assert code == 0 and "triggered run " in text and f": pushed {new}" in text, text
     runs = _cli(home, "runs")
     assert "monitor: trigger (slice AUC" in runs and f"pushed {new}" in runs, runs
+    # The triggered run wrote its push when it ended.
+    status = _series(home / "out" / "monitoring" / "pipeline.prom")
+    assert status[("taxi_pipeline_runs_total", "pushed")] == 2 and status[("taxi_data_gate_stopped", "")] == 0
+    assert status[("taxi_pipeline_last_push_timestamp_seconds", "")] > end
 
 
 def test_new_version_serves_and_live_quality_recovers(home, server):

@@ -80,7 +80,7 @@ def test_a_stopping_finding_stops_the_run_listing_every_finding_and_the_data_rep
             "span 5 vs span 4") in message
     assert "trip_miles" not in message  # within its threshold
     assert f"Data report: {os.path.join(report.uri, artifacts.REPORT_FILE)}" in message
-    assert "on_schema_anomaly / on_drift / on_skew to warn" in message
+    assert "on_schema_anomaly / on_drift / on_skew / on_time to warn" in message
 
 
 def test_the_stop_count_counts_only_findings_the_policy_stops_on(inputs):

@@ -11,7 +11,7 @@ from pipeline import artifacts
 from pipeline.data_validation import drift, findings
 from pipeline.data_validation.findings import STOP, WARN, Finding
 
-STOP_ALL = {"on_schema_anomaly": STOP, "on_drift": STOP, "on_skew": STOP}
+STOP_ALL = {"on_schema_anomaly": STOP, "on_drift": STOP, "on_skew": STOP, "on_time": STOP}
 
 
 def anomalies_artifact(root, by_split: dict[str, anomalies_pb2.Anomalies]) -> standard_artifacts.ExampleAnomalies:
@@ -113,7 +113,7 @@ def test_volume_finding_without_an_upper_limit_shows_only_the_lower_one():
 
 
 @pytest.mark.parametrize("kind, setting", [("schema", "on_schema_anomaly"), ("drift", "on_drift"),
-                                           ("volume", "on_drift"), ("skew", "on_skew")])
+                                           ("volume", "on_drift"), ("skew", "on_skew"), ("time", "on_time")])
 def test_policy_setting_of_each_kind_decides_its_action(kind, setting):
     policy = {**STOP_ALL, setting: WARN}
     others = [k for k in findings.POLICY_KINDS if findings.POLICY_KINDS[k] != setting]

@@ -60,7 +60,7 @@ def test_shipped_config_has_the_labels_these_tests_move(shipped_copy):
 
 def test_moving_stable_points_it_at_the_new_version_and_keeps_the_rest(shipped_copy):
     before = models(read(shipped_copy))["taxi-tips"]
-    rollback_module._move_label(str(shipped_copy), "taxi-tips", "stable", NEW)
+    rollback_module.move_label(str(shipped_copy), "taxi-tips", "stable", NEW)
     after = models(read(shipped_copy))["taxi-tips"]
     assert dict(after.version_labels) == {"stable": NEW, "canary": CANARY}
     assert (after.base_path, after.model_platform) == (before.base_path, before.model_platform)
@@ -71,7 +71,7 @@ def test_moving_stable_points_it_at_the_new_version_and_keeps_the_rest(shipped_c
 def test_moving_a_label_leaves_other_models_untouched(tmp_path):
     path = tmp_path / "models.config"
     path.write_text(TWO_MODELS)
-    rollback_module._move_label(str(path), "taxi-tips", "stable", 12)
+    rollback_module.move_label(str(path), "taxi-tips", "stable", 12)
     after = models(read(path))
     assert dict(after["taxi-tips"].version_labels) == {"stable": 12}
     assert models(read(path))["fare-estimate"] == models(text_format.Parse(
@@ -81,24 +81,24 @@ def test_moving_a_label_leaves_other_models_untouched(tmp_path):
 def test_a_label_the_model_did_not_have_is_added(tmp_path):
     path = tmp_path / "models.config"
     path.write_text(TWO_MODELS)
-    rollback_module._move_label(str(path), "taxi-tips", "rolled-back", 12)
+    rollback_module.move_label(str(path), "taxi-tips", "rolled-back", 12)
     assert dict(models(read(path))["taxi-tips"].version_labels) == {"stable": 10, "rolled-back": 12}
 
 
 def test_the_config_is_replaced_whole_leaving_no_staging_file(shipped_copy):
-    rollback_module._move_label(str(shipped_copy), "taxi-tips", "stable", NEW)
+    rollback_module.move_label(str(shipped_copy), "taxi-tips", "stable", NEW)
     assert sorted(os.listdir(shipped_copy.parent)) == ["models.config"]
 
 
 def test_unknown_model_name_raises_naming_the_file_and_changes_nothing(shipped_copy):
     before = shipped_copy.read_text()
     with pytest.raises(RollbackError, match=f"{shipped_copy}: no model named 'taxi-tip'"):
-        rollback_module._move_label(str(shipped_copy), "taxi-tip", "stable", NEW)
+        rollback_module.move_label(str(shipped_copy), "taxi-tip", "stable", NEW)
     assert shipped_copy.read_text() == before
 
 
 def test_the_version_the_label_moves_to_is_one_the_specific_policy_loads(shipped_copy):
-    rollback_module._move_label(str(shipped_copy), "taxi-tips", "stable", NEW)
+    rollback_module.move_label(str(shipped_copy), "taxi-tips", "stable", NEW)
     entry = models(read(shipped_copy))["taxi-tips"]
     assert entry.model_version_policy.HasField("specific")
     assert NEW in entry.model_version_policy.specific.versions
@@ -121,7 +121,7 @@ def test_the_edit_lists_every_labelled_version_and_drops_none(tmp_path):
     entry = models(read(path))["taxi-tips"]
     assert list(entry.model_version_policy.specific.versions) == [3, 5, 6, 9]
     assert dict(entry.version_labels) == {"stable": 6, "canary": 5}
-    rollback_module._move_label(str(path), "taxi-tips", "stable", 9)
+    rollback_module.move_label(str(path), "taxi-tips", "stable", 9)
     entry = models(read(path))["taxi-tips"]
     assert list(entry.model_version_policy.specific.versions) == [3, 5, 6, 9]  # 6 lost its label but stays
     assert dict(entry.version_labels) == {"stable": 9, "canary": 5}
@@ -141,8 +141,8 @@ def test_no_edit_leaves_a_label_on_a_version_the_policy_does_not_load(tmp_path, 
     path.write_text(text)
     rollback_module._list_version(str(path), model, NEW)
     assert all(not labels_not_listed(entry) for entry in models(read(path)).values())
-    rollback_module._move_label(str(path), model, "stable", NEW)
-    rollback_module._move_label(str(path), model, "canary", NEW + 1)
+    rollback_module.move_label(str(path), model, "stable", NEW)
+    rollback_module.move_label(str(path), model, "canary", NEW + 1)
     after = models(read(path))
     assert all(not labels_not_listed(entry) for entry in after.values())
     assert after[model].version_labels["stable"] == NEW
@@ -153,7 +153,7 @@ def test_a_latest_policy_is_left_as_it_is(tmp_path):
     path = tmp_path / "models.config"
     path.write_text('model_config_list { config { name: "taxi-tips" base_path: "/m" model_platform: "tensorflow" '
                     'model_version_policy { latest { num_versions: 2 } } version_labels { key: "stable" value: 4 } } }')
-    rollback_module._move_label(str(path), "taxi-tips", "stable", NEW)
+    rollback_module.move_label(str(path), "taxi-tips", "stable", NEW)
     entry = models(read(path))["taxi-tips"]
     assert entry.model_version_policy.latest.num_versions == 2 and not entry.model_version_policy.HasField("specific")
     assert dict(entry.version_labels) == {"stable": NEW}

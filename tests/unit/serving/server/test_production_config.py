@@ -53,7 +53,7 @@ def test_every_label_of_a_generated_config_names_a_version_it_loads(canary):
 
 
 def test_generated_config_round_trips_through_the_rollback_edit(tmp_path):
-    from pipeline.governance.rollback import _list_version, _move_label
+    from pipeline.governance.rollback import _list_version, move_label
 
     serving_dir = tmp_path / "taxi-tips"
     for number in (100, 200, 300):
@@ -65,7 +65,7 @@ def test_generated_config_round_trips_through_the_rollback_edit(tmp_path):
     listed = read_model_config(str(path))
     assert listed[0].labels == {"stable": 200, "canary": 300} and listed[0].policy.versions == (200, 300, 400)
     check_labels_loadable(listed)
-    _move_label(str(path), "taxi-tips", "stable", 400)
+    move_label(str(path), "taxi-tips", "stable", 400)
     [entry] = read_model_config(str(path))
     assert (entry.name, entry.base_path) == ("taxi-tips", str(serving_dir))
     assert entry.labels == {"stable": 400, "canary": 300} and entry.policy.versions == (200, 300, 400)
