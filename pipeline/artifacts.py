@@ -6,7 +6,7 @@ name; a name spelled twice can drift apart, so each is spelled here once.
 """
 from __future__ import annotations
 
-from tfx.types.artifact import Artifact
+import threading
 
 # Node ids (a component's id defaults to its class name). ML Metadata records runs by
 # them: renaming one loses the link to earlier runs.
@@ -45,13 +45,35 @@ SERVING_RAW = "serving_raw"  # one named input per raw feature
 EXAMPLES_INPUT = "examples"
 
 
-class DataDistances(Artifact):
-    """distances.json: every drift, skew and volume measure of a run with its threshold."""
+# The project's own artifact types, made on first use (module __getattr__): they subclass
+# TFX's Artifact, and importing TFX imports TensorFlow (seconds), which readers of the names
+# above (`taxi-pipeline runs`, `lineage`, `rollback`) never need.
+_ARTIFACT_TYPES = ("DataDistances", "DataReport")
+_defining = threading.Lock()  # two threads asking at once still get the same classes
 
-    TYPE_NAME = "taxi_tips.DataDistances"
+
+def _define_artifact_types() -> None:
+    from tfx.types.artifact import Artifact
+
+    class DataDistances(Artifact):
+        """distances.json: every drift, skew and volume measure of a run with its threshold."""
+
+        TYPE_NAME = "taxi_tips.DataDistances"
+
+    class DataReport(Artifact):
+        """index.html: the run's offline data report."""
+
+        TYPE_NAME = "taxi_tips.DataReport"
+
+    for made in (DataDistances, DataReport):
+        made.__qualname__ = made.__name__  # pickled and named as pipeline.artifacts.<name>, as if at top level
+        globals()[made.__name__] = made
 
 
-class DataReport(Artifact):
-    """index.html: the run's offline data report."""
-
-    TYPE_NAME = "taxi_tips.DataReport"
+def __getattr__(name: str):
+    if name not in _ARTIFACT_TYPES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    with _defining:
+        if name not in globals():
+            _define_artifact_types()
+    return globals()[name]

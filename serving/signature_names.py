@@ -1,12 +1,12 @@
 """TF Serving's signature key and method names, shared by the server and the clients.
 
-Taken from TensorFlow rather than spelled out, so both ends agree with what
-tf.saved_model.save and tensorflow_model_server use.
+The values of TensorFlow's tf.saved_model constants (signature_constants.py), spelled here so
+a client can use them without importing TensorFlow (seconds); tests/unit/serving/
+test_signature_names.py checks that they still agree with TensorFlow's.
 """
-from tensorflow.python.saved_model import signature_constants
 
 # The signature a request without a signature name goes to.
-DEFAULT_SIGNATURE = signature_constants.DEFAULT_SERVING_SIGNATURE_DEF_KEY
-PREDICT_METHOD = signature_constants.PREDICT_METHOD_NAME
-CLASSIFY_METHOD = signature_constants.CLASSIFY_METHOD_NAME
-REGRESS_METHOD = signature_constants.REGRESS_METHOD_NAME
+DEFAULT_SIGNATURE = "serving_default"
+PREDICT_METHOD = "tensorflow/serving/predict"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"

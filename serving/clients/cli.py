@@ -18,7 +18,6 @@ import pathlib
 import sys
 
 from serving.clients.call_defaults import CLASSIFY_SIGNATURE, PREDICT_SIGNATURE, REGRESS_SIGNATURE
-from serving.clients.grpc_client import GrpcClient
 from serving.clients.request_encoding import SchemaError, feature_types_from_schema, read_csv_rows
 from serving.clients.rest_client import RestClient
 
@@ -80,9 +79,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rows = rows[:args.limit] if args.limit else rows
     shown = [column for column in args.show.split(",") if column]
-    client = (GrpcClient(args.grpc, args.model, feature_types, version=args.version, version_label=args.label)
-              if args.grpc else
-              RestClient(args.rest, args.model, feature_types, version=args.version, version_label=args.label))
+    if args.grpc:
+        # Here, not at the top: TF Serving's gRPC protos import TensorFlow (seconds); --rest needs none of it.
+        from serving.clients.grpc_client import GrpcClient
+
+        client = GrpcClient(args.grpc, args.model, feature_types, version=args.version, version_label=args.label)
+    else:
+        client = RestClient(args.rest, args.model, feature_types, version=args.version, version_label=args.label)
     try:
         number = 0
         for start in range(0, len(rows), args.batch):

@@ -8,16 +8,24 @@ mapping (a label, an id) are left out.
 Both request forms give the same prediction for the same row when the model fills a
 missing feature with the default given here: an empty cell is left out of the tf.Example
 and is sent as that default in the named form.
+
+Serialized and JSON examples are built with example_proto.Example, the same message as
+tf.train.Example without importing TensorFlow; only `row_to_example`, whose tf.train.Example
+goes into TF Serving's gRPC protos, imports TensorFlow.
 """
 from __future__ import annotations
 
 import base64
 import csv
-from typing import Any, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
-import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
+
+from serving.clients.example_proto import Example
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 FeatureTypes = Mapping[str, str]  # {feature name: "int" | "float" | "bytes"}
 # Each kind's tf.train.Feature field, and the value an empty cell stands for in named features.
@@ -94,10 +102,9 @@ def _typed(kind: str, text: str):
     return float(text)
 
 
-def row_to_example(row: Mapping[str, str], feature_types: FeatureTypes) -> tf.train.Example:
-    """A tf.Example of the row's cells for the features in `feature_types`; empty cells and
-    other columns are left out."""
-    example = tf.train.Example()
+def _fill(example, row: Mapping[str, str], feature_types: FeatureTypes):
+    """`example` (an empty tf.train.Example or example_proto.Example) with the row's cells for the
+    features in `feature_types`; empty cells and other columns are left out."""
     for name in feature_types:
         kind = _kind(feature_types, name)
         text = row.get(name, "")
@@ -109,8 +116,23 @@ def row_to_example(row: Mapping[str, str], feature_types: FeatureTypes) -> tf.tr
     return example
 
 
+def row_to_example(row: Mapping[str, str], feature_types: FeatureTypes) -> tf.train.Example:
+    """A tf.Example of the row's cells for the features in `feature_types`; empty cells and
+    other columns are left out. Imports TensorFlow: to send a row, use serialized_examples."""
+    import tensorflow as tf
+
+    return _fill(tf.train.Example(), row, feature_types)
+
+
 def serialized_examples(rows: Iterable[Mapping[str, str]], feature_types: FeatureTypes) -> list[bytes]:
-    return [row_to_example(row, feature_types).SerializeToString() for row in rows]
+    """row_to_example(row, feature_types).SerializeToString() per row, without TensorFlow: the same
+    message (map entries may come in another order on the wire, as between two tf.train.Examples)."""
+    return [_fill(Example(), row, feature_types).SerializeToString() for row in rows]
+
+
+def json_examples(rows: Iterable[Mapping[str, str]], feature_types: FeatureTypes) -> list[dict[str, list]]:
+    """example_to_json(row_to_example(row, feature_types)) per row, without TensorFlow."""
+    return [example_to_json(_fill(Example(), row, feature_types)) for row in rows]
 
 
 def rows_to_named_features(rows: Iterable[Mapping[str, str]], feature_types: FeatureTypes,
@@ -127,7 +149,7 @@ def rows_to_named_features(rows: Iterable[Mapping[str, str]], feature_types: Fea
     return columns
 
 
-def example_to_json(example: tf.train.Example) -> dict[str, list]:
+def example_to_json(example: tf.train.Example | Example) -> dict[str, list]:
     """A tf.Example as TF Serving's REST Classify/Regress APIs take it: ints stay ints (int64
     features), floats stay floats, and bytes go as text or, when not UTF-8, {"b64": ...}."""
     def text_or_b64(value: bytes):

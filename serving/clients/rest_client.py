@@ -14,7 +14,7 @@ import numpy as np
 import urllib3
 
 from serving.clients.call_defaults import CLASSIFY_SIGNATURE, PREDICT_SIGNATURE, REGRESS_SIGNATURE, pick_output
-from serving.clients.request_encoding import FeatureTypes, example_to_json, row_to_example, serialized_examples
+from serving.clients.request_encoding import FeatureTypes, json_examples, serialized_examples
 from serving.request_ids import HEADER, Predictions, header_value, new_id, row_ids
 
 
@@ -52,7 +52,7 @@ class RestClient:
         return json.loads(reply.data), reply.headers.get(HEADER)
 
     def _json_examples(self, rows: Sequence[Mapping[str, str]]) -> list[dict]:
-        return [example_to_json(row_to_example(row, self.feature_types)) for row in rows]
+        return json_examples(rows, self.feature_types)
 
     def predict(self, rows: Sequence[Mapping[str, str]], signature: str = PREDICT_SIGNATURE,
                 output_key: str | None = None, request_ids: Sequence[str] | str | None = None) -> np.ndarray:

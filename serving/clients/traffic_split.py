@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import random
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
-from serving.clients.grpc_client import GrpcClient
-from serving.clients.rest_client import RestClient
 from serving.request_ids import Predictions
+
+if TYPE_CHECKING:  # named for the reader only: a split over REST clients needs no TensorFlow
+    from serving.clients.grpc_client import GrpcClient
+    from serving.clients.rest_client import RestClient
 
 
 class TrafficSplitClient:
