@@ -135,14 +135,11 @@ def _route(settings: Settings, model: str, percent: float, shadow: bool) -> None
     routing_file.set_route(settings.routing_file, model, percent, shadow="canary" if shadow else None)
 
     def applied() -> bool:
-        url = settings.server.rstrip("/") + evidence.METRICS_PATH
         try:
-            with urllib.request.urlopen(url, timeout=10) as reply:
-                text = reply.read().decode()
-        except OSError:
+            families = evidence.scrape(settings.server)
+        except evidence.EvidenceError:  # restarting: ask again until apply_seconds pass
             return False
-        from prometheus_client.parser import text_string_to_metric_families
-        for family in text_string_to_metric_families(text):
+        for family in families:
             if family.name == "model_server_routing_weight":
                 for sample in family.samples:
                     if sample.labels.get("model") == model and sample.labels.get("arm") == "canary":
@@ -198,8 +195,7 @@ def _checks(step: evidence.Evidence, stable_reference: evidence.Arm, canary_so_f
         analysis.score_shift(canary.score_array(), stable_reference.score_array(), limits),
         analysis.agreement(step.shadow[0], step.shadow[1], limits),
         # Outcomes arrive late: live AUC is judged on every request of the release so far.
-        analysis.live_auc(evidence.labelled(outcomes_dir, canary_so_far),
-                          evidence.labelled(outcomes_dir, stable_so_far), limits),
+        analysis.live_auc(*evidence.labelled(outcomes_dir, canary_so_far, stable_so_far), limits),
     ]
 
 
@@ -262,10 +258,9 @@ def run_release(config: PipelineConfig, settings: Settings, say: Callable[[str],
             enough_stable = stable_requests >= settings.thresholds.min_requests or weight == 100
             if (canary_requests >= settings.thresholds.min_requests and enough_stable) or clock() >= deadline:
                 break
-        step = evidence.read_evidence(config.request_log_path, model, started, versions)
+        whole, step = evidence.read_evidence(config.request_log_path, model, release_start, started, versions)
         for arm in ("canary", "stable"):
             step.arms[arm].requests, step.arms[arm].errors = evidence.count_delta(before, now_counts, arm)
-        whole = evidence.read_evidence(config.request_log_path, model, release_start, versions)
         # At 100% stable answers nothing: it is judged against stable's answers earlier in the release.
         reference = step.arms["stable"]
         if reference.requests < settings.thresholds.min_requests:
