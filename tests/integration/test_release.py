@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ import time
 import uuid
 
 import numpy as np
+import portpicker
 import pytest
 import requests
 import tensorflow as tf
@@ -34,6 +34,7 @@ from pipeline.release.release import Settings, run_release
 from pipeline.release.routing_file import read_routing
 from serving.clients.rest_client import RestClient
 from tests.conftest import REPO
+from tests.services.loopback_services import stop_process
 from tests.unit.pipeline.conftest import Recorder, open_writable_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
@@ -58,11 +59,6 @@ def _save_toy(path: pathlib.Path, feature: str = "x", offset: float = 0.0, fail_
     module = Toy()
     tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _models_config(serving_dir: pathlib.Path, stable: int, canary: int) -> str:
@@ -124,7 +120,7 @@ def deployment(tmp_path_factory):
     routing.write_text('{"models": {}}\n')  # nothing routed until the release writes its weights
     (root / "monitoring.config").write_text('prometheus_config { enable: true }\n')
     log = root / "server.log"
-    ports = _free_port(), _free_port()
+    ports = portpicker.pick_unused_port(), portpicker.pick_unused_port()
     with open(log, "w") as log_file:
         server = subprocess.Popen(
             [sys.executable, "-m", "serving.server", f"--model_config_file={models_config}",
@@ -141,12 +137,7 @@ def deployment(tmp_path_factory):
             time.sleep(0.2)
         yield deployed
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=30)
+        stop_process(server)
 
 
 def deployed_label(deployed: Deployment) -> int | None:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import shutil
-import socket
 import subprocess
 import sys
 import time
 
 import grpc
+import portpicker
 import pytest
 import requests
 import tensorflow as tf
@@ -36,6 +36,7 @@ from pipeline.governance.rollback import rollback
 from serving.deploy.production_config import models_config
 from serving.server.model_store import list_versions
 from tests.conftest import REPO
+from tests.services.loopback_services import stop_process
 from tests.unit.pipeline.conftest import Recorder, open_writable_store
 
 pytestmark = pytest.mark.slow
@@ -61,11 +62,6 @@ class Deployment:
     def grpc(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _push(recorder: Recorder, exported_model_dir: pathlib.Path, serving_dir: pathlib.Path, version: int) -> None:
@@ -101,7 +97,7 @@ def deployment(tmp_path_factory, exported_model_dir):
     path = root / "models.config"
     path.write_text(models_config(NAME, str(serving_dir), list_versions(str(serving_dir)), canary=False))
     log = root / "server.log"
-    ports = _free_port(), _free_port()
+    ports = portpicker.pick_unused_port(), portpicker.pick_unused_port()
     with open(log, "w") as log_file:
         server = subprocess.Popen(
             [sys.executable, "-m", "serving.server", f"--model_config_file={path}",
@@ -119,12 +115,7 @@ def deployment(tmp_path_factory, exported_model_dir):
         assert _wait_for(up, 240), log.read_text()
         yield deployed
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=30)
+        stop_process(server)
 
 
 def _stable_version(deployed: Deployment) -> int:
