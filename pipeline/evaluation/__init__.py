@@ -2,6 +2,8 @@
 
 - eval_config.py: the TFMA EvalConfig (slices, metrics, thresholds from PipelineConfig);
 - slice_floor.py: the per-slice AUC floor, only on slices with enough examples of each class;
+- auc_change_bound.py: the change against the baseline judged on the upper end of its 95% interval;
+- intervals.py: metric values with their intervals, how they read, which slices get none;
 - blessing.py: the blessing decision and what decided it (metric, slice, value, threshold);
 - servability_check.py: ServabilityCheck, the component that gates Pusher on serving;
 - servability.py: its check (the candidate in serving/'s server, over gRPC and REST) and warmup records;

@@ -8,7 +8,7 @@ import tensorflow_model_analysis as tfma
 
 from pipeline import artifacts, metadata
 from pipeline.config import PipelineConfig
-from pipeline.evaluation import blessing, eval_config, servability
+from pipeline.evaluation import blessing, eval_config, intervals, servability
 
 
 @dataclasses.dataclass
@@ -18,17 +18,25 @@ class Outcome:
     text: str
 
 
-def _metric_value(value) -> float | None:
-    return value.double_value.value if value.HasField("double_value") else None
+def _metric_value(item) -> float | None:
+    """The value with its 95% interval when Evaluator computed one."""
+    if not item.value.HasField("double_value"):
+        return None
+    bounds = None
+    if item.HasField("confidence_interval"):
+        lower, upper = item.confidence_interval.lower_bound, item.confidence_interval.upper_bound
+        if lower.HasField("double_value") and upper.HasField("double_value"):
+            bounds = (lower.double_value.value, upper.double_value.value)
+    return intervals.Estimate(item.value.double_value.value, bounds)
 
 
 def metrics_table(evaluation_uri: str) -> dict[str, dict[tuple[str, bool], float]]:
-    """{slice: {(metric name, is_diff): candidate value}} from an Evaluator output."""
+    """{slice: {(metric name, is_diff): candidate value, an intervals.Estimate}} from an Evaluator output."""
     table: dict[str, dict[tuple[str, bool], float]] = {}
     for per_slice in tfma.load_metrics(evaluation_uri):
         row = table.setdefault(blessing.slice_name(per_slice.slice_key), {})
         for item in per_slice.metric_keys_and_values:
-            value = _metric_value(item.value)
+            value = _metric_value(item)
             if value is None or item.key.model_name == "baseline":
                 continue
             row[(item.key.name, item.key.is_diff)] = value
@@ -42,10 +50,11 @@ def _metric_lines(table: dict, config: PipelineConfig, shown: int = 5) -> list[s
         parts = []
         for key, label in (("auc", "AUC"), ("precision", "precision"), ("recall", "recall"),
                            ("calibration", "calibration")):
+            # Intervals on the AUC and its change, the metrics that gate.
             if (key, False) in row:
-                parts.append(f"{label} {row[(key, False)]:.4f}")
+                parts.append(f"{label} {intervals.text(row[(key, False)], with_interval=key == 'auc')}")
             if key == "auc" and ("auc", True) in row:
-                parts.append(f"vs baseline {row[('auc', True)]:+.4f}")
+                parts.append(f"vs baseline {intervals.text(row[('auc', True)], signed=True)}")
         if ("example_count", False) in row:
             parts.append(f"examples {row[('example_count', False)]:.0f}")
         return f"  {name:40s} " + ", ".join(parts)
@@ -55,7 +64,9 @@ def _metric_lines(table: dict, config: PipelineConfig, shown: int = 5) -> list[s
     lowest = sorted(gated, key=gated.get)[:shown]
     if lowest:
         lines.append(f"  {len(table) - 1} slices over {', '.join(eval_config.SLICE_FEATURES)}; {len(gated)} have "
-                     f">= {config.min_slice_examples} examples of each class; the lowest AUC:")
+                     f">= {config.min_slice_examples} examples of each class (gated, with intervals); the other "
+                     f"{len(table) - 1 - len(gated)} have too few of a class to gate or to give a meaningful interval; "
+                     "the lowest AUC:")
         lines += [fmt(name) for name in lowest]
     return lines
 
@@ -75,8 +86,9 @@ def describe(config: PipelineConfig, run_id: str) -> Outcome:
         lines += _metric_lines(table, config)
         decision = blessing.decide(uri, table, config)
         blessed = decision.blessed
-        lines.append(f"Thresholds: overall {eval_config.BLESSING_METRIC} >= {config.min_auc} and at most "
-                     f"{config.max_auc_drop} below the serving model (the newest push; skipped when there is none); "
+        lines.append(f"Thresholds: overall {eval_config.BLESSING_METRIC} >= {config.min_auc}; not shown to be more "
+                     f"than {config.max_auc_drop} below the serving model (the newest push; skipped when there is "
+                     "none): blocked only when the whole 95% interval of the change lies below that; "
                      f"AUC >= {config.min_slice_auc} on every slice with >= {config.min_slice_examples} "
                      "examples of each class.")
         if blessed:

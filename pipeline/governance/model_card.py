@@ -12,9 +12,10 @@ import os
 
 import tensorflow_data_validation as tfdv
 
+from models import edge_export
 from pipeline import artifacts, metadata
 from pipeline.config import PipelineConfig
-from pipeline.evaluation import blessing, outcome
+from pipeline.evaluation import blessing, intervals, outcome
 from pipeline.evaluation.eval_config import thresholds_used
 from pipeline.governance import lineage
 from pipeline.monitoring import monitor_record
@@ -23,7 +24,8 @@ LIMITATIONS = (
     "Trained on Chicago taxi trips only; the label is a tip above 20% of the fare as recorded by the meter.",
     "Cash tips are mostly not recorded, so cash trips are almost all labelled 'no big tip': the model learns "
     "the payment type first, and its AUC within one payment type is far lower than overall.",
-    "Slices with fewer evaluation examples of each class than min_slice_examples are reported but not gated.",
+    "Slices with fewer evaluation examples of each class than min_slice_examples are reported but not gated, "
+    "and without an interval: with so few of a class the interval would not mean much.",
 )
 
 
@@ -43,7 +45,7 @@ def _split_counts(statistics) -> dict[str, int]:
 
 
 def _svg_bars(rows: list[tuple[str, float, float | None]], floor: float) -> str:
-    """Horizontal bars of AUC per slice, with the baseline as a tick and the floor as a line."""
+    """Horizontal bars of AUC per slice, its 95% interval as a whisker, the baseline as a tick, the floor as a line."""
     width, bar_area, height = 760, 420, 22 * len(rows) + 30
     x = lambda value: 300 + bar_area * max(0.0, min(1.0, value))  # noqa: E731
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-size="12">']
@@ -52,7 +54,12 @@ def _svg_bars(rows: list[tuple[str, float, float | None]], floor: float) -> str:
         color = "#c0392b" if value < floor else "#2e86c1"
         parts.append(f'<text x="295" y="{y + 14}" text-anchor="end">{html.escape(name[:45])}</text>')
         parts.append(f'<rect x="300" y="{y}" width="{x(value) - 300:.1f}" height="16" fill="{color}"/>')
-        parts.append(f'<text x="{x(value) + 4:.1f}" y="{y + 13}">{value:.3f}</text>')
+        bounds = intervals.interval_of(value)
+        end = x(bounds[1]) if bounds else x(value)
+        if bounds:
+            parts.append(f'<line x1="{x(bounds[0]):.1f}" x2="{end:.1f}" y1="{y + 8}" y2="{y + 8}" stroke="#555" '
+                         'stroke-width="2"><title>95% interval</title></line>')
+        parts.append(f'<text x="{end + 4:.1f}" y="{y + 13}">{intervals.text(value, digits=3)}</text>')
         if baseline is not None:
             parts.append(f'<line x1="{x(baseline):.1f}" x2="{x(baseline):.1f}" y1="{y - 2}" y2="{y + 18}" '
                          'stroke="black" stroke-width="2"><title>baseline</title></line>')
@@ -77,6 +84,42 @@ def _svg_calibration(points: list[tuple[str, float, float]]) -> str:
     return "".join(parts)
 
 
+def slice_table(table: dict, config: PipelineConfig) -> list[str]:
+    """The card's Markdown table: overall, the gated slices (lowest AUC first), the other sizeable slices,
+    then one row for all slices with fewer than min_slice_examples examples, whose metrics are noise."""
+    gated = blessing.gated_slices(table, config)
+
+    def metric(name: str, key: str, diff: bool = False) -> str:
+        return intervals.text(table.get(name, {}).get((key, diff)), signed=diff, with_interval=False)
+
+    def auc(name: str, diff: bool = False) -> str:
+        """With the interval where it means something; 'undefined (one class)' where AUC is undefined."""
+        row = table.get(name, {})
+        value = row.get(("auc", diff))
+        count, mean_label = row.get(("example_count", False)), row.get(("mean_label", False))
+        if value is None or name == "overall" or name in gated:
+            return intervals.text(value, signed=diff)
+        if count is not None and mean_label is not None and intervals.one_class(count, mean_label):
+            return "" if diff else "undefined (one class)"
+        return intervals.text(value, signed=diff, with_interval=False) + (
+            "" if diff else f" ({intervals.too_few(config.min_slice_examples)})")
+
+    others = sorted(name for name in table if name != "overall" and name not in gated)
+    counts = {name: table[name].get(("example_count", False), 0) for name in others}
+    sizeable = [name for name in others if counts[name] >= config.min_slice_examples]
+    tiny = [counts[name] for name in others if counts[name] < config.min_slice_examples]
+    lines = ["| slice | examples | AUC [95% interval] | vs baseline [95% interval] | precision | recall | "
+             "calibration | gated |", "|---|---|---|---|---|---|---|---|"]
+    for name in (["overall"] if "overall" in table else []) + sorted(gated, key=gated.get) + sizeable:
+        lines.append(f"| {name} | {metric(name, 'example_count').split('.')[0]} | {auc(name)} | "
+                     f"{auc(name, True)} | {metric(name, 'precision')} | {metric(name, 'recall')} | "
+                     f"{metric(name, 'calibration')} | {'yes' if name in gated else ''} |")
+    if tiny:
+        lines.append(f"| {len(tiny)} slices with < {config.min_slice_examples} examples | {min(tiny):.0f} to "
+                     f"{max(tiny):.0f} each | not shown: too few examples | | | | | |")
+    return lines
+
+
 def write(config: PipelineConfig, version: str, folder: str | None = None) -> tuple[str, str, str]:
     """Write <folder>/<version>/model_card.md, model_card.html and evaluation_report.html."""
     store = metadata.open_store(config.metadata_path)
@@ -94,12 +137,6 @@ def write(config: PipelineConfig, version: str, folder: str | None = None) -> tu
     schema = _first(trace, "Schema")
     gated = blessing.gated_slices(table, config)
 
-    def metric(name: str, key: str, diff: bool = False) -> str:
-        value = table.get(name, {}).get((key, diff))
-        return "" if value is None else (f"{value:+.4f}" if diff else f"{value:.4f}")
-
-    slice_rows = ["overall"] + sorted(gated, key=gated.get) + sorted(
-        name for name in table if name != "overall" and name not in gated)
     md = [f"# Model card: {config.pipeline_name} version {trace.version}", "",
           "Predicts whether a Chicago taxi trip ends with a tip above 20% of the fare.", "",
           "## Data", ""]
@@ -113,18 +150,15 @@ def write(config: PipelineConfig, version: str, folder: str | None = None) -> tu
     md += ["", "## Hyperparameters", "", "```json", json.dumps(hyperparameters, indent=2, sort_keys=True), "```", "",
            "## Blessing", ""]
     if decision is not None:
-        md.append(f"{'BLESSED' if decision.blessed else 'NOT BLESSED'}; deciding: {decision.deciding}")
+        md.append(_decision_text(decision))
         md += [f"- {finding}" for finding in decision.findings[1:]]
-    md += ["", "## Metrics (candidate on the evaluation split; change against the baseline model)", "",
-           "| slice | examples | AUC | vs baseline | precision | recall | calibration | gated |",
-           "|---|---|---|---|---|---|---|---|"]
-    for name in slice_rows:
-        md.append(f"| {name} | {metric(name, 'example_count').split('.')[0]} | {metric(name, 'auc')} | "
-                  f"{metric(name, 'auc', True)} | {metric(name, 'precision')} | {metric(name, 'recall')} | "
-                  f"{metric(name, 'calibration')} | {'yes' if name in gated else ''} |")
+    md += ["", "## Metrics (candidate on the evaluation split; change against the baseline model)", ""]
+    md += slice_table(table, config)
     md += ["", "## Live quality (served traffic joined with outcomes, `taxi-pipeline monitor`)", ""]
     md += ([f"- {monitor_record.describe_live(artifact)}" for artifact in trace.live[-5:]]
            or ["- not measured yet: no monitoring pass has joined outcomes to this version's predictions"])
+    md += ["", "## Edge model (TensorFlow Lite)", ""]
+    md += edge_model_lines(edge_export.read_record(os.path.join(model.uri, "Format-Serving")) if model else None)
     md += ["", "## Known limitations", ""] + [f"- {text}" for text in LIMITATIONS]
     md += ["", "Evaluation report with plots: [evaluation_report.html](evaluation_report.html)", ""]
 
@@ -149,6 +183,9 @@ def write(config: PipelineConfig, version: str, folder: str | None = None) -> tu
                      f"<h2>AUC overall and on gated slices</h2><p>Bars: candidate; black ticks: baseline; dashed "
                      f"line: min_slice_auc {config.min_slice_auc}. Red bars are below it.</p>"
                      f"{_svg_bars(bars, config.min_slice_auc)}"
+                     f"<p>Grey whiskers: 95% intervals (TFMA's jackknife over the evaluation examples). "
+                     f"{html.escape(_change_text(table))}</p>"
+                     f"<p>Blessing: {html.escape(_decision_text(decision))}</p>"
                      f"<h2>Calibration by slice</h2><p>Slices with at least {config.min_slice_examples} examples; "
                      f"on the diagonal when predictions are right on average.</p>{_svg_calibration(points)}"
                      f"<p>Evaluation artifact: <code>{html.escape(evaluation.uri if evaluation else '')}</code></p>")
@@ -157,6 +194,31 @@ def write(config: PipelineConfig, version: str, folder: str | None = None) -> tu
         handle.write(f"<!doctype html><meta charset='utf-8'><title>Model card {trace.version}</title>"
                      f"<body style='font-family:sans-serif'>{_markdown_to_html(md)}</body>")
     return md_path, html_path, report_path
+
+
+def _change_text(table: dict) -> str:
+    change = table.get("overall", {}).get(("auc", True))
+    if change is None:
+        return "No baseline: the first push is judged without a change against one."
+    return f"Overall AUC change against the baseline: {intervals.text(change, signed=True)}."
+
+
+def edge_model_lines(record: dict | None) -> list[str]:
+    """The card's lines on the TensorFlow Lite copy, from the record Trainer wrote beside it."""
+    if record is None:
+        return ["- none: this version was exported before models/edge_export.py existed"]
+    return [f"- `assets.extra/{record['file']}` in the version directory: the `{record['signature']}` signature "
+            f"(one tensor per raw feature), {record['bytes'] / 1024:.1f} KiB",
+            f"- Median latency of a single-row call: {record['median_latency_ms']:.3f} ms "
+            f"({record['latency_calls']} calls, TensorFlow's Python interpreter on the training machine)",
+            "- Runs in a TFLite runtime with the Flex delegate (select TF ops) for: "
+            + (", ".join(record["select_tf_ops"]) or "none needed")]
+
+
+def _decision_text(decision: blessing.Decision | None) -> str:
+    if decision is None:
+        return "no evaluation recorded"
+    return f"{'BLESSED' if decision.blessed else 'NOT BLESSED'}; deciding: {decision.deciding}"
 
 
 def _markdown_to_html(lines: list[str]) -> str:

@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 import pathlib
+import re
 
 import pytest
 import tensorflow as tf
@@ -33,6 +34,8 @@ SETTINGS = ["train_steps=150", "eval_steps=10", "min_slice_auc=0.3", "min_slice_
 # Between the AUC within credit-card trips (0.56-0.63 here) and the overall AUC (above 0.9).
 RAISED_FLOOR = 0.75
 TYPES = F.feature_types()
+# A value with its 95% interval, as the blessing lines, the metric lines and the card print them.
+WITH_INTERVAL = r"[-+]?\d\.\d{4} \[[-+]?\d\.\d{4}, [-+]?\d\.\d{4}\]"
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +80,9 @@ def test_first_candidate_is_tuned_blessed_serves_and_is_pushed_with_warmup_reque
     assert result.succeeded, output
     assert "Tuner done in" in output
     assert "Blessing: BLESSED" in output, output
+    # No baseline yet: judged on AUC overall and on the gated slices, each shown with its interval.
+    assert re.search(f"AUC on overall = {WITH_INTERVAL} meets >= ", output), output
+    assert "change vs baseline" not in output
     assert "Servability: OK" in output, output
     pushed = pathlib.Path(result.pushed_version)
     warmup = pushed / WARMUP_FILE
@@ -101,11 +107,12 @@ def test_candidate_below_the_floor_on_a_sizeable_slice_is_not_blessed(home):
     assert result.succeeded, output
     decision = next(line for line in output.splitlines() if line.startswith("Blessing:"))
     assert decision.startswith("Blessing: NOT BLESSED, decided by: AUC on payment_type=Credit Card"), output
-    assert f"FAILS >= {RAISED_FLOOR} (min_slice_auc" in decision
+    # The floor is a fixed standard: judged on the value, shown with its interval.
+    assert re.search(f"examples\\) = {WITH_INTERVAL} FAILS >= {RAISED_FLOOR} \\(min_slice_auc", decision), decision
     # Every overall threshold is met, including the change against the blessed baseline.
     assert not [line for line in output.splitlines() if "FAILS" in line and " on overall " in line], output
     overall = next(line for line in output.splitlines() if line.strip().startswith("overall"))
-    assert "vs baseline" in overall
+    assert re.search(f"AUC {WITH_INTERVAL}, vs baseline {WITH_INTERVAL}", overall), overall
     assert "Not pushed" in output and _versions(home) == before
     # Tuning was off: Trainer took the last tuned hyperparameters from ML Metadata.
     model = _outputs(home, result.run_id)["Trainer"].outputs["model"][0]
@@ -216,6 +223,13 @@ def test_model_card_and_evaluation_report_of_a_pushed_version(home):
     assert "<table" in card_html.read_text() and "evaluation_report.html" in card_html.read_text()
     assert report.read_text().count("<svg") == 2 and "payment_type=Credit Card" in report.read_text()
     assert ">= 0.3 (min_slice_auc, on slices with >= 20" in text and f">= {RAISED_FLOOR}" not in text
+    # Intervals where they mean something; no AUC 0.0000 or NaN for one-class slices; tiny slices in one row.
+    card_row = next(line for line in text.splitlines() if line.startswith("| payment_type=Credit Card |"))
+    assert re.search(f"\\| {WITH_INTERVAL} \\|", card_row), card_row
+    cash_row = next(line for line in text.splitlines() if line.startswith("| payment_type=Cash |"))
+    assert "undefined (one class)" in cash_row, cash_row
+    assert "| 0.0000 |" not in text and not re.search(r"\bnan\b", text, re.IGNORECASE)
+    assert re.search(r"\| \d+ slices with < 20 examples \|", text), text
     assert "min_slice_auc 0.3." in report.read_text()
 
 

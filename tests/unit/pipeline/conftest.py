@@ -96,7 +96,9 @@ def recorder(metadata_path) -> Recorder:
 
 # An Evaluator output without Beam or a model: TFMA's own validator judges given per-slice metrics against the
 # pipeline's EvalConfig, and its own writer's converters make the records Evaluator writes.
-Row = dict  # {"example_count": ..., "mean_label": ..., "auc": ..., "auc_diff": ... (with a baseline)}
+# {"example_count": ..., "mean_label": ..., "auc": ..., "auc_diff": ... (with a baseline); optionally the 95%
+# intervals Evaluator's jackknife gives: "auc_interval": (lower, upper), "auc_diff_interval": (lower, upper)}
+Row = dict
 
 
 def write_evaluation(uri: pathlib.Path, rows: dict[tuple, Row],
@@ -107,12 +109,23 @@ def write_evaluation(uri: pathlib.Path, rows: dict[tuple, Row],
     "auc_diff" in the overall row the evaluation had a baseline model (its change threshold applies).
     """
     import tensorflow as tf
+    from scipy import stats
+    from tensorflow_model_analysis.api import types
     from tensorflow_model_analysis.evaluators import metrics_validator
     from tensorflow_model_analysis.metrics import metric_types
     from tensorflow_model_analysis.utils import config_util
     from tensorflow_model_analysis.writers import metrics_plots_and_validations_writer as writer
 
-    from pipeline.evaluation import eval_config, slice_floor
+    from pipeline.evaluation import auc_change_bound, eval_config, slice_floor
+
+    def with_interval(value, interval):
+        """The value as TFMA's jackknife hands it on: a t-distribution whose 95% interval is `interval`."""
+        if interval is None:
+            return value
+        lower, upper = interval
+        t = stats.t.ppf(0.975, 19)
+        return types.ValueWithTDistribution(sample_mean=(lower + upper) / 2, sample_standard_deviation=(upper - lower)
+                                            / 2 / t, sample_degrees_of_freedom=19, unsampled_value=value)
 
     with_baseline = "auc_diff" in rows.get((), {})
     evaluation = config_util.update_eval_config_with_defaults(
@@ -128,11 +141,14 @@ def write_evaluation(uri: pathlib.Path, rows: dict[tuple, Row],
     with tf.io.TFRecordWriter(str(uri / "metrics-00000-of-00001.tfrecord")) as metrics_file:
         for slice_key, row in rows.items():
             metrics = {key("example_count"): row["example_count"], key("mean_label"): row["mean_label"],
-                       key("auc"): row["auc"],
+                       key("auc"): with_interval(row["auc"], row.get("auc_interval")),
                        key(slice_floor.NAME): slice_floor.shortfall(row["auc"], row["example_count"], row["mean_label"],
                                                                     config.min_slice_auc, config.min_slice_examples)}
             if with_baseline:
-                metrics[key("auc", is_diff=True)] = row["auc_diff"]
+                change = with_interval(row["auc_diff"], row.get("auc_diff_interval"))
+                metrics[key("auc", is_diff=True)] = change
+                # What AUCChangeUpperBound adds after the intervals (pipeline/evaluation/auc_change_bound.py).
+                metrics[key(auc_change_bound.NAME, is_diff=True)] = auc_change_bound.upper_bound(change)
                 metrics[key("auc", model="baseline")] = row["auc"] - row["auc_diff"]
                 metrics[key(slice_floor.NAME, model="baseline")] = 0.0
             validation = combine.add_input(validation, metrics_validator.validate_metrics((slice_key, metrics),

@@ -24,13 +24,15 @@ SMALL_COMPANY = (("company", "Tiny Taxi"),)
 CASH_AT_7 = (("payment_type", "Cash"), ("trip_start_hour", 7))
 
 
-def row(auc, example_count=1000, mean_label=0.4, auc_diff=0.0):
-    return {"auc": auc, "example_count": example_count, "mean_label": mean_label, "auc_diff": auc_diff}
+def row(auc, example_count=1000, mean_label=0.4, auc_diff=0.0, **intervals):
+    return {"auc": auc, "example_count": example_count, "mean_label": mean_label, "auc_diff": auc_diff, **intervals}
 
 
-def evaluation(overall=0.8, overall_diff=0.01, card=0.62, hour=0.7, flash=0.75, extra=None) -> dict:
-    """One slice of each slicing spec of the EvalConfig; cash trips hold one class only (AUC 0.0)."""
-    return {OVERALL: row(overall, 5000, 0.4, overall_diff), HOUR_7: row(hour, 300),
+def evaluation(overall=0.8, overall_diff=0.01, card=0.62, hour=0.7, flash=0.75, extra=None, **intervals) -> dict:
+    """One slice of each slicing spec of the EvalConfig; cash trips hold one class only (AUC 0.0).
+
+    `intervals`: auc_interval / auc_diff_interval of the overall slice, as Evaluator's jackknife gives them."""
+    return {OVERALL: row(overall, 5000, 0.4, overall_diff, **intervals), HOUR_7: row(hour, 300),
             CASH: row(0.0, 3000, 0.0), CARD: row(card, 1700, 0.6), FLASH: row(flash, 400),
             CASH_AT_7: row(0.0, 120, 0.0), **(extra or {})}
 
@@ -153,3 +155,41 @@ def test_failed_validation_without_a_per_slice_failure_still_gives_a_reason(tmp_
 def test_change_threshold_with_no_drop_allowed_reads_as_zero(tmp_path):
     decision = decided(tmp_path, evaluation(overall=0.8, overall_diff=-0.02))
     assert decision.deciding.threshold == ">= 0.0 (max_auc_drop 0.0)"
+
+
+def test_values_read_with_their_intervals(tmp_path):
+    decision = decided(tmp_path, evaluation(overall=0.8, overall_diff=0.03, auc_interval=(0.79, 0.81),
+                                            auc_diff_interval=(0.02, 0.04)))
+    assert decision.blessed
+    findings = {f.metric: str(f) for f in decision.findings if f.slice == "overall"}
+    assert findings["AUC"] == "AUC on overall = 0.8000 [0.7900, 0.8100] meets >= 0.7 (min_auc)"
+    # A gain the whole interval shows: no word of doubt.
+    assert findings[blessing.CHANGE] == ("AUC (change vs baseline) on overall = +0.0300 [+0.0200, +0.0400] meets "
+                                         "upper end >= 0.0 (max_auc_drop 0.0, judged on the 95% interval)")
+
+
+def test_a_dip_within_the_noise_is_blessed_and_called_inconclusive(tmp_path):
+    # Below the baseline by 0.004, but the interval reaches above it: no evidence of a drop.
+    decision = decided(tmp_path, evaluation(overall=0.8, overall_diff=-0.004, auc_diff_interval=(-0.012, 0.004)))
+    assert decision.blessed
+    assert str(decision.deciding) == (
+        "AUC (change vs baseline) on overall = -0.0040 [-0.0120, +0.0040] meets upper end >= 0.0 (max_auc_drop "
+        "0.0, judged on the 95% interval); inconclusive: the interval also holds drops below 0.0, but does not "
+        "show one")
+
+
+def test_a_point_drop_beyond_max_auc_drop_is_not_enough_to_block(tmp_path):
+    # A point-value threshold would block this one (-0.02 < -0.01); the interval does not show the drop.
+    decision = decided(tmp_path, evaluation(overall_diff=-0.02, auc_diff_interval=(-0.035, -0.005)),
+                       PipelineConfig(max_auc_drop=0.01))
+    assert decision.blessed
+    assert decision.deciding.metric == blessing.CHANGE and decision.deciding.margin == pytest.approx(0.005)
+
+
+def test_a_drop_the_whole_interval_shows_blocks_and_names_the_interval(tmp_path):
+    decision = decided(tmp_path, evaluation(overall_diff=-0.02, auc_diff_interval=(-0.03, -0.011)),
+                       PipelineConfig(max_auc_drop=0.01))
+    assert not decision.blessed
+    assert [str(f) for f in decision.findings] == [
+        "AUC (change vs baseline) on overall = -0.0200 [-0.0300, -0.0110] FAILS upper end >= -0.01 "
+        "(max_auc_drop 0.01, judged on the 95% interval)"]

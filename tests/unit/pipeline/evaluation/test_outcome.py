@@ -13,6 +13,7 @@ from tfx.types import standard_artifacts
 from pipeline import artifacts
 from pipeline.config import PipelineConfig
 from pipeline.evaluation import outcome, servability
+from pipeline.evaluation.intervals import Estimate
 from tests.unit.pipeline.conftest import write_evaluation
 
 CONFIG = PipelineConfig()
@@ -42,10 +43,32 @@ def test_metric_lines_show_overall_then_the_gated_slices_lowest_auc_first():
     assert outcome._metric_lines(table, CONFIG) == [
         f"  {'overall':40s} AUC 0.8123, vs baseline -0.0123, precision 0.7000, recall 0.6000, calibration 1.0200, "
         "examples 5000",
-        "  3 slices over trip_start_hour, payment_type, company; 2 have >= 50 examples of each class; the lowest AUC:",
+        "  3 slices over trip_start_hour, payment_type, company; 2 have >= 50 examples of each class (gated, with "
+        "intervals); the other 1 have too few of a class to gate or to give a meaningful interval; the lowest AUC:",
         f"  {'payment_type=Credit Card':40s} AUC 0.6000, examples 1700",
         f"  {'trip_start_hour=7':40s} AUC 0.7000, examples 300",
     ]
+
+
+def test_metric_lines_show_the_intervals_of_auc_and_of_its_change():
+    table = {"overall": {**row(Estimate(0.81234, (0.8, 0.82)), 5000, 0.4, precision=0.7),
+                         ("auc", True): Estimate(-0.0123, (-0.02, -0.0046))},
+             "payment_type=Credit Card": row(Estimate(0.6, (0.57, 0.63)), 1700, 0.6, calibration=float("nan"))}
+    lines = outcome._metric_lines(table, CONFIG)
+    assert lines[0] == (f"  {'overall':40s} AUC 0.8123 [0.8000, 0.8200], vs baseline -0.0123 [-0.0200, -0.0046], "
+                        "precision 0.7000, examples 5000")
+    assert lines[2] == (f"  {'payment_type=Credit Card':40s} AUC 0.6000 [0.5700, 0.6300], calibration undefined, "
+                        "examples 1700")
+
+
+def test_metrics_table_reads_the_intervals_evaluator_wrote(tmp_path):
+    rows = rows_for_evaluation(overall_auc=0.8, diff=-0.004)
+    rows[()].update(auc_interval=(0.79, 0.81), auc_diff_interval=(-0.012, 0.004))
+    write_evaluation(tmp_path / "evaluation", rows, CONFIG)
+    overall = outcome.metrics_table(str(tmp_path / "evaluation"))["overall"]
+    assert overall[("auc", False)].interval == pytest.approx((0.79, 0.81))
+    assert overall[("auc", True)].interval == pytest.approx((-0.012, 0.004))
+    assert overall[("example_count", False)].interval is None
 
 
 def test_metric_lines_show_at_most_the_requested_number_of_slices():
@@ -116,11 +139,12 @@ def test_describe_a_blessed_and_pushed_run(recorder, tmp_path):
     assert lines[1] == f"Data report: {report}"
     assert lines[2] == "Evaluation (candidate model on the eval split):"
     assert lines[3].startswith("  overall") and "AUC 0.8000, vs baseline +0.0100" in lines[3]
-    assert ("Thresholds: overall AUC >= 0.7 and at most 0.0 below the serving model (the newest push; skipped "
-            "when there is none); AUC >= 0.55 on every slice with >= 50 examples of each class.") in lines
+    assert ("Thresholds: overall AUC >= 0.7; not shown to be more than 0.0 below the serving model (the newest "
+            "push; skipped when there is none): blocked only when the whole 95% interval of the change lies below "
+            "that; AUC >= 0.55 on every slice with >= 50 examples of each class.") in lines
     [verdict] = [line for line in lines if line.startswith("Blessing:")]
     assert verdict.startswith("Blessing: BLESSED, every threshold is met; closest: AUC (change vs baseline) on "
-                              "overall = 0.0100 meets >= ")
+                              "overall = +0.0100 meets >= ")
     assert verdict.endswith("(max_auc_drop 0.0)")
     assert "Servability: OK, serving_default and serving_raw answered 3 requests" in lines
     assert lines[-1] == f"Pushed: {destination}"

@@ -42,3 +42,33 @@ def test_tuned_values_are_used_and_configured_ones_win():
 def test_without_tuned_values_the_code_defaults_apply():
     fn_args = types.SimpleNamespace(hyperparameters=None, custom_config={})
     assert _values(resolve_hyperparameters(fn_args)) == _values(Hyperparameters())
+
+
+def test_the_floor_travels_in_the_class_name_and_tfma_finds_the_class():
+    import importlib
+
+    from pipeline.evaluation import slice_floor
+    name = slice_floor.class_name(0.55, 50)
+    assert name == "SliceAUCShortfall_floor_0p55_min_50"
+    assert slice_floor.parameters(name) == (0.55, 50)
+    assert slice_floor.parameters("SliceAUCShortfall") is None
+    # How TFMA resolves a metric's class: getattr on its module.
+    metric = getattr(importlib.import_module(slice_floor.__name__), name)()
+    assert metric.get_config()["floor"] == 0.55 and metric.get_config()["min_examples"] == 50
+    with pytest.raises(ValueError, match="floor"):
+        slice_floor.class_name(1.5, 50)
+
+
+def test_the_evaluators_config_holds_no_backslash_and_its_thresholds_read_back(tmp_path):
+    """ML Metadata 1.16 on PostgreSQL cannot store a string with a backslash (coarse_auc.py)."""
+    from google.protobuf import json_format
+    from tensorflow_model_analysis.writers import eval_config_writer
+
+    from pipeline.config import PipelineConfig
+    from pipeline.evaluation.eval_config import eval_config, thresholds_used
+    config = PipelineConfig(min_slice_auc=0.6, min_slice_examples=40)
+    assert "\\" not in json_format.MessageToJson(eval_config(config))
+    assert {m.config for spec in eval_config(config).metrics_specs for m in spec.metrics} == {""}
+    (tmp_path / "eval_config.json").write_text(eval_config_writer._serialize_eval_run(eval_config(config), "", "", {}))
+    used = thresholds_used(str(tmp_path), PipelineConfig())
+    assert (used.min_slice_auc, used.min_slice_examples) == (0.6, 40)
