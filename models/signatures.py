@@ -5,6 +5,7 @@
 - serving_raw: one named tensor per raw feature -> tip_probability. For JSON clients that
   would rather send {"fare": [12.5], ...} than base64 tf.Examples. Empty cells are sent as
   the feature's default from models/features.py, which is what preprocessing fills in.
+  Also converted to TensorFlow Lite into assets.extra/ (models/edge_export.py).
 - transform_features: serialized tf.Example with the label -> transformed features, so
   TFMA can compute the label the same way training did.
 - classification: serialized tf.Example `inputs` -> `classes` ("0", "1": no big tip, big
@@ -25,10 +26,13 @@ import tensorflow_transform as tft
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow.python.saved_model import fingerprinting_utils
 
+from models import edge_export
 from models import features as F
 
 OUTPUT_KEY = "tip_probability"
 CLASSIFICATION_SIGNATURE, REGRESSION_SIGNATURE = "classification", "regression"
+# The signature of named raw-feature tensors; also the one converted to TensorFlow Lite.
+RAW_SIGNATURE = "serving_raw"
 # Class labels of the classification signature, in score order: the values of the label
 # the model learns (big_tip), so they join with evaluation data as they are.
 CLASS_LABELS = ("0", "1")
@@ -89,7 +93,7 @@ def export(model: tf.keras.Model, transform_output: tft.TFTransformOutput, expor
 
     tf.saved_model.save(root, export_dir, signatures={
         "serving_default": serving_default.get_concrete_function(),
-        "serving_raw": serving_raw.get_concrete_function(),
+        RAW_SIGNATURE: serving_raw.get_concrete_function(),
         "transform_features": transform_features.get_concrete_function(),
         CLASSIFICATION_SIGNATURE: classification.get_concrete_function(),
         REGRESSION_SIGNATURE: regression.get_concrete_function(),
@@ -102,6 +106,8 @@ def export(model: tf.keras.Model, transform_output: tft.TFTransformOutput, expor
     for name, text in (metadata or {}).items():
         with tf.io.gfile.GFile(os.path.join(extra, name), "w") as out:
             out.write(text)
+    # The edge copy goes into the same version directory, so Pusher ships both in one move.
+    edge_export.write(export_dir, RAW_SIGNATURE)
 
 
 def _set_method_names(export_dir: str, method_names: dict[str, str]) -> None:

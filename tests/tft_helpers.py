@@ -53,7 +53,7 @@ def analyze_and_transform(rows: list[dict[str, str]], work_dir: pathlib.Path,
 def transformed_batch(rows: list[dict]) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
     """Stack transformed rows into (features, label) tensors for the Keras model."""
     features = {feature.transformed_name: tf.constant([row[feature.transformed_name] for row in rows])
-                for feature in F.FEATURES}
+                for feature in F.MODEL_INPUTS}
     return features, tf.constant([row[F.TRANSFORMED_LABEL_KEY] for row in rows])
 
 

@@ -25,10 +25,38 @@ def test_label_is_tip_over_twenty_percent_of_fare(transformed):
     assert [row[F.TRANSFORMED_LABEL_KEY] for row in transformed] == [1, 0, 0, 1]
 
 
-def test_fare_is_scaled_to_zero_mean_unit_variance(transformed):
+def _z(values):
+    values = np.asarray(values, np.float64)
+    return (values - values.mean()) / values.std()
+
+
+def test_fare_is_log_scaled_to_zero_mean_unit_variance(transformed):
+    # log1p first: one $700 fare must not squash every ordinary fare to the same value.
     fares = np.array([row["fare_xf"] for row in transformed])
-    expected = (np.array([10, 10, 20, 40.0]) - 20.0) / np.std([10, 10, 20, 40.0])
-    np.testing.assert_allclose(fares, expected, rtol=1e-5)
+    np.testing.assert_allclose(fares, _z(np.log1p([10, 10, 20, 40.0])), rtol=1e-4)
+
+
+def test_fare_per_mile_is_a_log_scaled_ratio(transformed):
+    # Every row has 1.5 miles: the ratio orders the rows as the fares do.
+    per_mile = np.array([row["fare_per_mile_xf"] for row in transformed])
+    np.testing.assert_allclose(per_mile, _z(np.log1p(np.array([10, 10, 20, 40.0]) / 1.5)), rtol=1e-4)
+
+
+def test_crosses_give_one_id_per_combination(transformed):
+    # (card, Flash Cab), (cash, Flash Cab), (cash, empty), (cash, Flash Cab)
+    ids = [row["payment_company_xf"] for row in transformed]
+    assert ids[1] == ids[3] and len({ids[0], ids[1], ids[2]}) == 3
+    size = F.DERIVED_BY_NAME["payment_company"].size
+    assert all(0 <= value < size for value in ids)
+    # Cash at 8 and at 9 o'clock are different ids; the two cash trips at 8 are one.
+    hours = [row["payment_hour_xf"] for row in transformed]
+    assert hours[1] == hours[3] != hours[2]
+
+
+def test_cross_sizes_cover_their_sources():
+    for feature in F.DERIVED_FEATURES:
+        if feature.recipe == "cross":
+            assert feature.size == np.prod([F.id_count(name) for name in feature.sources]), feature.name
 
 
 def test_vocabulary_ids_follow_frequency(transformed):
@@ -51,5 +79,5 @@ def test_missing_values_get_the_feature_default(transformed):
 
 
 def test_every_model_input_is_produced(transformed):
-    expected = {feature.transformed_name for feature in F.FEATURES} | {F.TRANSFORMED_LABEL_KEY}
+    expected = {feature.transformed_name for feature in F.MODEL_INPUTS} | {F.TRANSFORMED_LABEL_KEY}
     assert set(transformed[0]) == expected
