@@ -4,6 +4,7 @@
 - pipeline_commands.py: run (local or Airflow), compile (Kubeflow);
 - data_commands.py: generate (synthetic spans), schema-diff;
 - governance_commands.py: runs, lineage, rollback, card, predict;
+- reproduce_commands.py: compare (two runs side by side), reproduce (a pushed version);
 - monitor_commands.py: monitor, replay;
 - release_commands.py: release.
 

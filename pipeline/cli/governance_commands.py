@@ -68,7 +68,9 @@ def add_commands(commands, add_config_options) -> None:
 def _needs_store(handler):
     """Every governance command reads ML Metadata: say so plainly when there is none yet."""
     def checked(args: argparse.Namespace, config: PipelineConfig) -> int:
-        if not os.path.exists(config.metadata_path):
+        from pipeline import metadata
+
+        if not metadata.store_exists(config.metadata_path):
             print(f"taxi-pipeline: no metadata store at {config.metadata_path}; run the pipeline first "
                   "(or give the output_root it used with --set output_root=...)")
             return 2

@@ -5,7 +5,14 @@ import argparse
 import sys
 import warnings
 
-from pipeline.cli import data_commands, governance_commands, monitor_commands, pipeline_commands, release_commands
+from pipeline.cli import (
+    data_commands,
+    governance_commands,
+    monitor_commands,
+    pipeline_commands,
+    release_commands,
+    reproduce_commands,
+)
 from pipeline.config import PipelineConfig, load_config
 
 SETTINGS_HELP = "Settings: " + ", ".join(PipelineConfig.__dataclass_fields__)
@@ -24,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="taxi-pipeline",
         description="Train, validate and push the taxi big-tip model with TFX.")
     commands = parser.add_subparsers(dest="command", required=True)
-    for group in (pipeline_commands, data_commands, governance_commands, monitor_commands, release_commands):
+    for group in (pipeline_commands, data_commands, governance_commands, reproduce_commands, monitor_commands,
+                  release_commands):
         group.add_commands(commands, add_config_options)
     return parser
 
@@ -41,7 +49,11 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, OSError) as error:
             print(f"taxi-pipeline: {error}", file=sys.stderr)
             return 2
-    return args.handler(args, config)
+    try:
+        return args.handler(args, config)
+    except ConnectionError as error:  # the metadata store's server refused or is down: nothing to debug in a trace
+        print(f"taxi-pipeline: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -212,7 +212,7 @@ def rollback(config: PipelineConfig, to_version: str, model_config_path: str | N
     With `model_config_path`, `label` is moved to it once `server` reports it loaded; without
     `server`, RollbackPending after step 1 (see the module docstring), and a re-run moves it.
     """
-    if not os.path.exists(config.metadata_path):
+    if not metadata.store_exists(config.metadata_path):
         raise RollbackError(f"no metadata store at {config.metadata_path}: nothing was pushed from "
                             f"{config.output_root}")
     store = metadata.open_store(config.metadata_path, metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE)

@@ -19,6 +19,7 @@ from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from pipeline import metadata
 from pipeline.config import PipelineConfig
 from pipeline.evaluation import outcome
+from pipeline.governance import provenance
 from pipeline.monitoring import pipeline_status
 from pipeline.pipeline import create_pipeline
 from pipeline.prepare import prepare
@@ -83,11 +84,16 @@ def run_local(config: PipelineConfig, out: TextIO = sys.stdout) -> RunResult:
 
 
 def _run_local(config: PipelineConfig, out: TextIO, guard: Guard) -> RunResult:
-    tfx_pipeline = create_pipeline(config, prepare(config))
+    inputs = prepare(config)
     log_path = pathlib.Path(config.output_root) / "logs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    # Building the pipeline logs TFX's own deprecation notices, nothing a user can act on: to the file.
+    with _logs_to_file(log_path, logging.NullHandler()):
+        tfx_pipeline = create_pipeline(config, inputs)
     progress = ComponentProgress(total=len(tfx_pipeline.components), out=out)
     print(f"Running pipeline {config.pipeline_name} on {config.data_root} (spans: {config.spans}); "
           f"log: {log_path}", file=out, flush=True)
+    # Commit, versions and data hashes as the run starts; a line for each span changed since trained on.
+    started_with = provenance.before_run(config, inputs, out)
     before = set(_run_ids(config))
     started = time.monotonic()
     error = pushed = None
@@ -99,6 +105,8 @@ def _run_local(config: PipelineConfig, out: TextIO, guard: Guard) -> RunResult:
         seconds = time.monotonic() - started
         new_runs = [run for run in _run_ids(config) if run not in before]
         run_id = new_runs[-1] if new_runs else None
+        if run_id:
+            provenance.record_safely(config, run_id, started_with, out)
         check = guard.check()
         if error is None and check.withdrawn:  # recorded by nothing: cannot happen unless TFX changes
             print(push_summary(config, check), file=out, flush=True)
@@ -133,6 +141,6 @@ def _write_model_card(config: PipelineConfig, pushed: str, out: TextIO) -> None:
 
 
 def _run_ids(config: PipelineConfig) -> list[str]:
-    if not os.path.exists(config.metadata_path):
+    if not metadata.store_exists(config.metadata_path):
         return []
     return metadata.run_ids(metadata.open_store(config.metadata_path), config.pipeline_name)
