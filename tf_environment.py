@@ -9,6 +9,11 @@ import os
 # TensorFlow 2.16 defaults to Keras 3, which TFX 1.16 and TFMA cannot use; tf-keras
 # (Keras 2) is picked only if this is set before TensorFlow first loads Keras.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-# TensorFlow's C++ start-up notices (CUDA not found, CPU features, oneDNN) are nothing a
-# user of this project can act on. Errors still show.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's C++ start-up notices (CUDA not found, CPU features, oneDNN, and the
+# error-level "Unable to register cuDNN factory" lines every import prints) are nothing a
+# user of this project can act on. Failures of TensorFlow's ops still reach Python as
+# exceptions with their message.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# ML Metadata's C++ client logs an INFO line per connection to a database server
+# ("Connecting to database."); warnings and errors (a refused login) still show.
+os.environ.setdefault("GLOG_minloglevel", "1")

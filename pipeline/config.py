@@ -27,6 +27,11 @@ class PipelineConfig:
     schema_path: str = str(REPO_ROOT / "schema" / "schema.pbtxt")
     # Where runs write artifacts, the MLMD SQLite store and pushed models.
     output_root: str = str(REPO_ROOT / "out")
+    # ML Metadata on a database server instead of <output_root>/metadata.db:
+    # postgresql://USER@HOST[:PORT]/DATABASE or mysql://USER@HOST[:PORT]/DATABASE. The password
+    # is never part of it: the environment gives it, TAXI_METADATA_PASSWORD or a file named by
+    # TAXI_METADATA_PASSWORD_FILE. Every command (run, runs, lineage, rollback, monitor, ...) uses it.
+    metadata_store: str = ""
     # Which spans ExampleGen reads: "all" (every span folder as one dataset), "latest"
     # (the highest span number), "window:N" (the N highest-numbered spans), or a span number.
     spans: Union[str, int] = "all"
@@ -146,7 +151,8 @@ class PipelineConfig:
 
     @property
     def metadata_path(self) -> str:
-        return f"{self.output_root.rstrip('/')}/metadata.db"
+        """The ML Metadata store: metadata_store, or the SQLite file under output_root."""
+        return self.metadata_store or f"{self.output_root.rstrip('/')}/metadata.db"
 
     @property
     def serving_dir(self) -> str:
@@ -184,6 +190,9 @@ class PipelineConfig:
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,127}", self.pipeline_name):
             raise ValueError(f"pipeline_name {self.pipeline_name!r}: use lower-case letters, digits and dashes")
         beam_pipeline_args(self)  # raises on an unknown profile or a missing setting
+        if self.metadata_store:
+            from pipeline import metadata  # ML Metadata's protos: only when a server store is set
+            metadata.connection_config(self.metadata_store)  # raises on a malformed URL or a password in it
         if is_local(self.data_root) and not pathlib.Path(self.data_root).is_dir():
             raise ValueError(f"data_root {self.data_root} is not a directory; "
                              "point it at a folder of span-<N>/ folders")

@@ -19,13 +19,12 @@ from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.components.tuner.component import Tuner
 from tfx.dsl.components.base import executor_spec
-from tfx.orchestration import metadata as tfx_metadata
 from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.proto import example_gen_pb2, pusher_pb2, range_config_pb2, trainer_pb2
 
 from models import model as model_code
 from models import tuning
-from pipeline import artifacts, resolvers
+from pipeline import artifacts, metadata, resolvers
 from pipeline.config import PipelineConfig, beam_pipeline_args
 from pipeline.data_validation import statistics_io
 from pipeline.data_validation.data_gate import DataGate
@@ -115,7 +114,7 @@ def create_pipeline(config: PipelineConfig, inputs: PreparedInputs, kubeflow: bo
         preprocessing_fn=config.preprocessing_fn,
         # Statistics of the transformed data double Transform's time and nothing reads them.
         disable_statistics=True,
-        force_tf_compat_v1=True,
+        force_tf_compat_v1=False,
         custom_config={"models_fingerprint": inputs.code_version})
     transform.add_upstream_node(data_gate)
     if config.tune:
@@ -176,7 +175,6 @@ def create_pipeline(config: PipelineConfig, inputs: PreparedInputs, kubeflow: bo
                     span_statistics_gen, previous_span, drift_check, data_report, data_gate, transform,
                     hyperparameter_source, trainer, baseline_resolver, evaluator, servability_check, pusher],
         enable_cache=config.enable_cache,
-        # Kubeflow brings its own ML Metadata service; locally it is a SQLite file.
-        metadata_connection_config=None if kubeflow else tfx_metadata.sqlite_metadata_connection_config(
-            config.metadata_path),
+        # Kubeflow brings its own ML Metadata service; otherwise a SQLite file or metadata_store's server.
+        metadata_connection_config=None if kubeflow else metadata.connection_config(config.metadata_path),
         beam_pipeline_args=beam_pipeline_args(config))

@@ -60,7 +60,7 @@ def _served_versions(config: PipelineConfig, versions: set[int]) -> dict[int, _S
     from pipeline.governance import lineage
 
     known = {version: _Served() for version in versions}
-    if not os.path.exists(config.metadata_path):
+    if not metadata.store_exists(config.metadata_path):
         return known
     store = metadata.open_store(config.metadata_path)
     for version in versions:
@@ -99,7 +99,7 @@ def _serving_drift(examples_path: str, rows: int, served: dict[int, _Served],
 
 def _last_trigger_and_capture(config: PipelineConfig) -> tuple[float | None, float]:
     """(When the last pass fired, where the last captured span's window ended)."""
-    if not os.path.exists(config.metadata_path):
+    if not metadata.store_exists(config.metadata_path):
         return None, 0.0
     passes = monitor_record.passes(metadata.open_store(config.metadata_path), config.pipeline_name)
     fired = [p.started for p in passes if p.verdict == triggers.FIRE]

@@ -154,7 +154,7 @@ def write_status(config: PipelineConfig, run_ended: bool = False) -> pathlib.Pat
     lock says (the Airflow DAG's callback runs while its parent still holds the lock). None
     when there is no store yet.
     """
-    if not os.path.exists(config.metadata_path):
+    if not metadata.store_exists(config.metadata_path):
         return None
     status = read_status(metadata.open_store(config.metadata_path), config.pipeline_name,
                          newest_in_progress=not run_ended and run_in_progress(config.output_root))

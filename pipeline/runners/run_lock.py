@@ -98,7 +98,7 @@ class ServingCheck:
 def _recorded_versions(config: PipelineConfig) -> set[int]:
     from pipeline.governance import lineage
 
-    if not os.path.exists(config.metadata_path):
+    if not metadata.store_exists(config.metadata_path):
         return set()
     return {int(v) for v in lineage.pushed_models(metadata.open_store(config.metadata_path)) if v.isdigit()}
 
