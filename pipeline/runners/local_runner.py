@@ -9,6 +9,7 @@ import dataclasses
 import logging
 import os
 import pathlib
+import re
 import sys
 import time
 from typing import Iterator, TextIO
@@ -38,6 +39,18 @@ class RunResult:
     log_path: str = ""
 
 
+class _RedactedPasswords(logging.Filter):
+    """TFX's LocalDagRunner logs its whole ML Metadata connection config, a server's password included."""
+
+    _FIELD = re.compile(r'password: "(?:[^"\\]|\\.)*"')
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "password" in message:
+            record.msg, record.args = self._FIELD.sub('password: "***"', message), None
+        return True
+
+
 @contextlib.contextmanager
 def _logs_to_file(path: pathlib.Path, progress: logging.Handler) -> Iterator[None]:
     """Send TFX's detailed log to `path`; the terminal shows progress lines, and a failure as the run's message.
@@ -53,6 +66,7 @@ def _logs_to_file(path: pathlib.Path, progress: logging.Handler) -> Iterator[Non
     path.parent.mkdir(parents=True, exist_ok=True)
     file_handler = logging.FileHandler(path)
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    file_handler.addFilter(_RedactedPasswords())
     root = logging.getLogger()
     absl_logging.set_verbosity(absl_logging.INFO)
     # Python warnings and TensorFlow's own logger go to the file too.
