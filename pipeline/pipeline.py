@@ -24,7 +24,7 @@ from tfx.proto import example_gen_pb2, pusher_pb2, range_config_pb2, trainer_pb2
 
 from models import model as model_code
 from models import tuning
-from pipeline import artifacts, metadata, resolvers
+from pipeline import artifacts, metadata, resolvers, tfx_fixes
 from pipeline.config import PipelineConfig, beam_pipeline_args
 from pipeline.data_validation import statistics_io
 from pipeline.data_validation.data_gate import DataGate
@@ -62,6 +62,7 @@ def _example_gen(config: PipelineConfig, inputs: PreparedInputs) -> FileBasedExa
 
 def create_pipeline(config: PipelineConfig, inputs: PreparedInputs, kubeflow: bool = False) -> tfx_pipeline.Pipeline:
     """The pipeline for any runner; `kubeflow` swaps in what the Kubeflow v2 compiler accepts."""
+    tfx_fixes.apply(server_store=not kubeflow and metadata.is_server(config.metadata_path))
     policy = {"on_schema_anomaly": config.on_schema_anomaly, "on_drift": config.on_drift,
               "on_skew": config.on_skew, "on_time": config.on_time}
 

@@ -92,8 +92,10 @@ def _evaluate(tmp_path, config: PipelineConfig, candidate_noise: float, signal: 
 
 @pytest.mark.timeout(900)
 def test_a_dip_within_the_noise_is_not_blocked_and_a_shown_drop_is(tmp_path):
-    # The same model with a little noise added: its AUC is a bit lower, by less than the interval shows.
-    validation, table, decision = _evaluate(tmp_path / "dip", CONFIG, candidate_noise=0.3)
+    # The same model with a little noise added: its AUC is a bit lower, by well under the interval's
+    # half-width (with twice this noise the dip sat at the interval's edge, and TFMA buckets the
+    # jackknife at random, so the bounds move a little per run).
+    validation, table, decision = _evaluate(tmp_path / "dip", CONFIG, candidate_noise=0.15)
     change = table["overall"][("auc", True)]
     lower, upper = change.interval
     assert change < 0 < upper, f"the dip must be within the interval for this test: {change} [{lower}, {upper}]"
