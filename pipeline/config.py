@@ -6,6 +6,7 @@ options on the command line, later ones winning.
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import json
 import pathlib
 import re
@@ -16,6 +17,24 @@ from pipeline.ingest.spans import parse_window
 from pipeline.runners import beam_profiles
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _project_image() -> str:
+    """`<name>:<version>` of this project, the tag images/pipeline/Dockerfile is built with (images/README.md).
+
+    Read from setup.py beside the packages (a checkout or an editable install, as in the images), else from
+    the installed package's metadata; no heavy import either way.
+    """
+    setup_py = REPO_ROOT / "setup.py"
+    if setup_py.is_file():
+        text = setup_py.read_text()
+        name, version = (re.search(rf'\b{key}\s*=\s*"([^"]+)"', text) for key in ("name", "version"))
+        if name and version:
+            return f"{name.group(1)}:{version.group(1)}"
+    try:
+        return f"taxi-tip-pipeline:{importlib.metadata.version('taxi-tip-pipeline')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "taxi-tip-pipeline:latest"
 
 
 @dataclasses.dataclass
@@ -83,8 +102,10 @@ class PipelineConfig:
     gcp_project: str = ""
     gcp_region: str = ""
     beam_temp_location: str = ""
-    # Container image with this project installed, for `compile --target kubeflow`.
-    kubeflow_image: str = "gcr.io/your-project/taxi-tips-pipeline:latest"
+    # Container image with this project installed, for `compile --target kubeflow`: by default the
+    # tag images/pipeline/Dockerfile is built with; push it to a registry the cluster pulls from and
+    # name it there (registry.example/team/taxi-tip-pipeline:0.1.0).
+    kubeflow_image: str = _project_image()
     enable_cache: bool = True
     # Airflow schedule of the DAG (cron or preset); empty for manual runs only. Each run
     # picks up new spans; with nothing new, it is served from the cache.
