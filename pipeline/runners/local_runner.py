@@ -68,6 +68,7 @@ def _logs_to_file(path: pathlib.Path, progress: logging.Handler) -> Iterator[Non
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     file_handler.addFilter(_RedactedPasswords())
     root = logging.getLogger()
+    verbosity = absl_logging.get_verbosity()
     absl_logging.set_verbosity(absl_logging.INFO)
     # Python warnings and TensorFlow's own logger go to the file too.
     logging.captureWarnings(True)
@@ -87,6 +88,9 @@ def _logs_to_file(path: pathlib.Path, progress: logging.Handler) -> Iterator[Non
         file_handler.close()
         for handler, level in quieted:
             handler.setLevel(level)
+        # Else absl's INFO records (ML Metadata's "MetadataStore with DB connection initialized")
+        # reach the terminal from whatever the command does after the run.
+        absl_logging.set_verbosity(verbosity)
         logging.captureWarnings(False)
 
 
