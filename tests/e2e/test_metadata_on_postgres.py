@@ -76,6 +76,7 @@ def test_first_run_pushes_and_the_rerun_is_cached_in_postgres(home, server, pass
     assert not (home / "out" / "metadata.db").exists(), "the store must be the server, not a SQLite file"
     password = server.password_file.read_text().strip()
     assert password not in output
+    assert "was not recorded" not in output, output  # the run's provenance went into the server store too
     # TFX logs the whole connection config into the run's log: the password is redacted there.
     log = pathlib.Path(result.log_path).read_text()
     assert "Using connection config" in log and password not in log and 'password: "***"' in log
