@@ -22,6 +22,8 @@ class NodeRun:
 PASSWORD_VARIABLE = "TAXI_METADATA_PASSWORD"
 PASSWORD_FILE_VARIABLE = "TAXI_METADATA_PASSWORD_FILE"
 SERVER_SCHEMES = {"postgresql": 5432, "mysql": 3306}
+# The mode of every writer (runs, monitor passes, releases, provenance); readers open read-only.
+READ_WRITE = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
 
 
 def is_server(location: str) -> bool:
@@ -30,7 +32,7 @@ def is_server(location: str) -> bool:
 
 
 def connection_config(location: str,
-                      mode: int = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE,
+                      mode: int = READ_WRITE,
                       ) -> metadata_store_pb2.ConnectionConfig:
     """ML Metadata's connection for `location`: a SQLite file path, or
     postgresql://USER@HOST[:PORT]/DATABASE or mysql://USER@HOST[:PORT]/DATABASE.

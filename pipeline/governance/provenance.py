@@ -34,7 +34,6 @@ LIBRARIES = ("tensorflow", "tfx", "tensorflow-transform", "tensorflow-model-anal
              "tensorflow-data-validation", "apache-beam", "ml-metadata")
 # Marks a run context that carries a record (older runs have none).
 RECORDED = "provenance_recorded"
-READ_WRITE = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
 
 
 @dataclasses.dataclass
@@ -154,7 +153,7 @@ def _trained_with(node: metadata.NodeRun | None) -> dict:
 
 def record(config: PipelineConfig, run_id: str, started: Provenance) -> Provenance:
     """Write `started` (with what Trainer did) onto the run's context; returns what was written."""
-    store = metadata.open_store(config.metadata_path, READ_WRITE)
+    store = metadata.open_store(config.metadata_path, metadata.READ_WRITE)
     context = run_context(store, run_id)
     if context is None:
         raise ValueError(f"no pipeline run {run_id!r} in {config.metadata_path}")

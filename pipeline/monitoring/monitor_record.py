@@ -17,7 +17,6 @@ from ml_metadata.proto import metadata_store_pb2
 from pipeline import metadata
 
 EXECUTION_TYPE, QUALITY_TYPE, SPAN_TYPE, CONTEXT_TYPE = "LiveMonitor", "LiveQuality", "CapturedSpan", "monitor"
-READ_WRITE = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
 
 
 @dataclasses.dataclass
@@ -75,7 +74,7 @@ def record_pass(metadata_path: str, pipeline_name: str, *, window_start: float, 
                 reasons: list[str], notes: list[str], report_uri: str, versions: list[VersionQuality],
                 captured: tuple[str, int] | None, pushed_ids: dict[int, int]) -> int:
     """Record one pass; returns its execution id. `pushed_ids`: {version: PushedModel artifact id}."""
-    store = metadata.open_store(metadata_path, READ_WRITE)
+    store = metadata.open_store(metadata_path, metadata.READ_WRITE)
     execution = metadata_store_pb2.Execution(type_id=_type_id(store, metadata_store_pb2.ExecutionType,
                                                                 EXECUTION_TYPE),
                                              last_known_state=metadata_store_pb2.Execution.COMPLETE)
@@ -116,7 +115,7 @@ def record_pass(metadata_path: str, pipeline_name: str, *, window_start: float, 
 
 def note_run_started(metadata_path: str, execution_id: int, text: str) -> None:
     """What the pass's trigger started (`run: pushed 3`, `not started: a run holds the lock`)."""
-    store = metadata.open_store(metadata_path, READ_WRITE)
+    store = metadata.open_store(metadata_path, metadata.READ_WRITE)
     execution = store.get_executions_by_id([execution_id])[0]
     _set(execution, "run_started", text)
     store.put_execution(execution, [], [])

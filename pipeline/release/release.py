@@ -230,7 +230,7 @@ def run_release(config: PipelineConfig, settings: Settings, say: Callable[[str],
     earlier release of this canary ended (its steps stay recorded)."""
     model = config.pipeline_name
     canary_version, stable_version = _labels(settings, model)
-    store = metadata.open_store(config.metadata_path, release_record.READ_WRITE)
+    store = metadata.open_store(config.metadata_path, metadata.READ_WRITE)
     done = [] if again else release_record.steps(store, model, canary_version)
     if done and done[-1].verdict in (PROMOTE, ABORT):
         raise ReleaseError(f"the release of version {canary_version} already ended: {release_record.describe(done[-1])}"

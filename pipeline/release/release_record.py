@@ -18,7 +18,6 @@ from ml_metadata.proto import metadata_store_pb2
 from pipeline import metadata
 
 EXECUTION_TYPE, CONTEXT_TYPE = "ReleaseStep", "release"
-READ_WRITE = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
 ADVANCE, PROMOTE, ABORT, HOLD = "advance", "promote", "abort", "hold"
 
 
@@ -44,7 +43,7 @@ def _pushed_ids(store: metadata_store.MetadataStore, versions: tuple[int, int]) 
 def record_step(metadata_path: str, pipeline_name: str, *, canary_version: int, stable_version: int, weight: float,
                 verdict: str, reason: str, evidence: list[dict], step_started: float) -> int:
     """Record one step; returns its execution id."""
-    store = metadata.open_store(metadata_path, READ_WRITE)
+    store = metadata.open_store(metadata_path, metadata.READ_WRITE)
     execution = metadata_store_pb2.Execution(
         type_id=store.put_execution_type(metadata_store_pb2.ExecutionType(name=EXECUTION_TYPE)),
         last_known_state=metadata_store_pb2.Execution.COMPLETE)
