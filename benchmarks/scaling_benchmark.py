@@ -8,7 +8,11 @@ For each size (default 10^4, 10^5, 10^6 rows) it writes one synthetic span with
   CSV, the transformed rows written as gzipped tf.Examples like Transform does
   (in-memory DirectRunner, imports not timed);
 * the whole pipeline (`taxi-pipeline run`, from scratch, no cache) with each Beam profile,
-  Trainer at a fixed step count so its time does not depend on rows.
+  Trainer at a fixed step count so its time does not depend on rows;
+* the Evaluator's floor on that run's output (`benchmarks/evaluator_floor.py`, its own
+  process): the candidate called in batches of 10,000 over the eval split Evaluator read,
+  the EvalConfig's metrics on its slices with numpy, checked equal to what Evaluator
+  wrote (1e-6); Evaluator / floor and both exponents are reported.
 
 It prints per stage the wall time (as the runner reports it), rows/s and the peak memory
 (RSS summed over the run's whole process tree, Beam workers included, sampled every
@@ -150,6 +154,31 @@ def run_measured(command: list[str], log_path: pathlib.Path, label: str) -> dict
             "load_average_1min": os.getloadavg()[0]}
 
 
+def measure_evaluator_floor(output_root: pathlib.Path, work: pathlib.Path, label: str) -> dict:
+    """benchmarks/evaluator_floor.py on a finished run's output, in its own process (imports not timed)."""
+    json_path, log_path = work / f"evaluator-floor-{label}.json", work / f"evaluator-floor-{label}.log"
+    command = [sys.executable, str(REPO / "benchmarks" / "evaluator_floor.py"), "--output-root", str(output_root),
+               "--json", str(json_path)]
+    print(f"--- Evaluator floor, {label}: {' '.join(command)}\n    log: {log_path}", flush=True)
+    json_path.unlink(missing_ok=True)
+    with open(log_path, "w") as log:
+        process = subprocess.run(command, cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True)
+        log.write(process.stdout)
+    for line in process.stdout.splitlines():
+        if line.startswith(("floor:", "metrics agree:", "  ")):
+            print(f"    {line}", flush=True)
+    # Exit 2 = measured but the metrics disagree: recorded as such, not dropped.
+    if process.returncode not in (0, 2) or not json_path.exists():
+        sys.exit(f"Evaluator floor failed (exit {process.returncode}); see {log_path}")
+    measured = json.loads(json_path.read_text())
+    return {"wall_s": measured["wall_s"]["total"], "cpu_s": measured["cpu_s"]["total"],
+            "phases_wall_s": measured["wall_s"], "phases_cpu_s": measured["cpu_s"],
+            "examples": measured["examples"], "slices": measured["slices"], "models": measured["models"],
+            "batch_size": measured["batch_size"], "agree": measured["comparison"]["agree"],
+            "largest_difference": measured["comparison"]["largest_difference"],
+            "load_average_1min": os.getloadavg()[0]}
+
+
 # ---------------------------------------------------------------------------------------
 # The floor: the same statistics and transform done by the libraries directly.
 
@@ -257,7 +286,33 @@ def summarise(results: dict) -> dict:
                 floor_points.setdefault(name, []).append((rows, seconds))
         exps["floor"] = {name: exponents(points) for name, points in floor_points.items()}
         summary["exponents"][metric], summary["floor_ratios"][metric] = exps, ratios_out
+    summary["evaluator_floor"] = evaluator_floor_summary(results)
     return summary
+
+
+def evaluator_floor_summary(results: dict) -> dict:
+    """Per profile and size: Evaluator and its floor (wall and CPU), their ratio, and both exponents."""
+    out: dict = {}
+    for profile, per_size in results.get("evaluator_floor", {}).items():
+        runs = results["pipeline"].get(profile, {})
+        rows_out, points = {}, {(metric, who): [] for metric in METRICS for who in ("Evaluator", "floor")}
+        for rows, floor in _by_rows(per_size):
+            run = runs.get(rows)
+            if run is None:
+                continue
+            entry = {"agree": floor["agree"], "largest_difference": floor["largest_difference"]}
+            for metric in METRICS:
+                evaluator = stage_times(run, metric, MODEL_STAGES)["Evaluator"]
+                floor_s = floor["wall_s" if metric == "wall" else "cpu_s"]
+                entry[metric] = {"Evaluator": evaluator, "floor": floor_s,
+                                 "ratio": evaluator / floor_s if floor_s else float("nan")}
+                points[(metric, "Evaluator")].append((int(rows), evaluator))
+                points[(metric, "floor")].append((int(rows), floor_s))
+            rows_out[rows] = entry
+        out[profile] = {"sizes": rows_out,
+                        "exponents": {metric: {who: exponents(points[(metric, who)]) for who in ("Evaluator", "floor")}
+                                      for metric in METRICS}}
+    return out
 
 
 def _by_rows(mapping: dict) -> list:
@@ -299,6 +354,8 @@ def print_report(results: dict, summary: dict) -> None:
             for rows, ratios in _by_rows(per_size):
                 print(f"{profile:17s} {int(rows):>9,d} " + ", ".join(f"{k} = {v:.2f}" for k, v in ratios.items()))
 
+    print_evaluator_floor(summary.get("evaluator_floor", {}))
+
     checks = []
     largest = max((int(rows) for runs in results["pipeline"].values() for rows in runs), default=0)
     if largest >= 10 ** 6:
@@ -325,6 +382,26 @@ def print_report(results: dict, summary: dict) -> None:
         print("\n=== Targets ===\n" + "\n".join(checks))
 
 
+def print_evaluator_floor(per_profile: dict) -> None:
+    if not per_profile:
+        return
+    print("\n=== Evaluator against its floor (the run's own output: its models and eval split; floor = one process, "
+          "batched model calls, numpy metrics, imports not timed) ===")
+    print(f"{'profile':17s} {'rows':>9s} {'Evaluator s':>12s} {'CPU s':>8s} {'floor s':>8s} {'CPU s':>8s} "
+          f"{'ratio':>6s} {'CPU ratio':>9s}  metrics agree (largest difference)")
+    for profile, entry in per_profile.items():
+        for rows, size in _by_rows(entry["sizes"]):
+            wall, cpu = size["wall"], size["cpu"]
+            print(f"{profile:17s} {int(rows):>9,d} {wall['Evaluator']:12.1f} {cpu['Evaluator']:8.1f} "
+                  f"{wall['floor']:8.2f} {cpu['floor']:8.2f} {wall['ratio']:6.1f} {cpu['ratio']:9.1f}  "
+                  f"{'yes' if size['agree'] else 'NO'} ({size['largest_difference']:.2g})")
+        for metric in METRICS:
+            for who, slopes in entry["exponents"][metric].items():
+                if slopes:
+                    print(f"{profile:17s} exponent ({metric}) {who:9s} " +
+                          ", ".join(f"{k}: {v:.2f}" for k, v in slopes.items()))
+
+
 def plot(results: dict, path: pathlib.Path) -> None:
     """Time against rows per stage, log-log: wall time left, CPU time right."""
     import matplotlib
@@ -343,6 +420,11 @@ def plot(results: dict, path: pathlib.Path) -> None:
                 axes.plot([n for n, _ in points], [value for _, value in points], styles.get(profile, ":"), marker="o",
                           color=f"C{index}", linewidth=2.5 if name == "data stages" else 1.2,
                           label=f"{name} ({profile})")
+        for profile, per_size in results.get("evaluator_floor", {}).items():
+            sizes = sorted(int(rows) for rows in per_size)
+            axes.plot(sizes, [per_size[str(n)]["wall_s" if metric == "wall" else "cpu_s"] for n in sizes], ":",
+                      marker="^", color=f"C{len(HEAVY_STAGES) + 1}", linewidth=1.2,
+                      label=f"Evaluator floor ({profile} run's output, 1 process)")
         floor_sizes = sorted(int(rows) for rows in results["floor"])
         for index, name in enumerate(FLOOR_STAGES + ("floor total",)):
             times = [stage_times(results["floor"][str(n)], metric, FLOOR_STAGES) for n in floor_sizes]
@@ -381,6 +463,11 @@ def main() -> None:
     parser.add_argument("--plot", type=pathlib.Path, default=REPO / "benchmarks" / "results" / "scaling.png",
                         help="where to write the plot (time against rows per stage)")
     parser.add_argument("--no-floor", action="store_true", help="skip the floor (no ratios)")
+    parser.add_argument("--no-evaluator-floor", action="store_true",
+                        help="skip the Evaluator floor after each pipeline run")
+    parser.add_argument("--keep-artifacts", action="store_true",
+                        help="keep each run's pipeline artifacts (e.g. to profile its Evaluator afterwards with "
+                             "benchmarks/evaluator_floor.py --profile-evaluator)")
     parser.add_argument("--resume", action="store_true",
                         help="add to the results already in --json (e.g. a larger size measured later) instead of "
                              "starting over; ratios stay within one run, exponents may span runs")
@@ -411,10 +498,10 @@ def main() -> None:
                                   "train_steps": args.train_steps, "eval_steps": args.eval_steps,
                                   "seed": args.seed, "cpus": os.cpu_count(),
                                   "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())},
-                     "generate_s": {}, "floor": {}, "pipeline": {}}
+                     "generate_s": {}, "floor": {}, "pipeline": {}, "evaluator_floor": {}}
     if args.resume and args.json.exists():
         earlier = json.loads(args.json.read_text())
-        results.update({key: earlier[key] for key in ("generate_s", "floor", "pipeline")})
+        results.update({key: earlier.get(key, {}) for key in ("generate_s", "floor", "pipeline", "evaluator_floor")})
         results["settings"]["earlier_runs"] = earlier["settings"].get("earlier_runs", []) + [earlier["settings"]]
 
     def save() -> None:
@@ -450,8 +537,14 @@ def main() -> None:
                                    f"pipeline, {profile}, {rows:,} rows")
                 results["pipeline"].setdefault(profile, {})[str(rows)] = run
                 save()
-                # Artifacts of a finished size are not needed again; free the disk.
-                shutil.rmtree(output_root / "pipeline", ignore_errors=True)
+                if not args.no_evaluator_floor:
+                    # On this run's own output, before its artifacts go.
+                    results["evaluator_floor"].setdefault(profile, {})[str(rows)] = measure_evaluator_floor(
+                        output_root, work, f"{profile}-{rows}")
+                    save()
+                if not args.keep_artifacts:
+                    # Artifacts of a finished size are not needed again; free the disk.
+                    shutil.rmtree(output_root / "pipeline", ignore_errors=True)
     finally:
         if results["pipeline"] or results["floor"]:
             save()
