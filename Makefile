@@ -5,7 +5,7 @@ UV_VERSION := 0.13.9
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint chromium serve serve-canary lock bench clean
+.PHONY: run test lint chromium serve serve-canary stack-start stack-stop stack-status lock bench clean
 
 $(VENV)/.installed: requirements.lock setup.py
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
@@ -47,6 +47,19 @@ serve-canary: $(VENV)/.installed
 	    --model_config_file_poll_wait_seconds=1 --routing_config_file=out/serving/routing.json \
 	    --routing_config_poll_wait_seconds=1 --monitoring_config_file=serving/deploy/monitoring.config \
 	    --port=8500 --rest_api_port=8501 --request_log_file=out/request-log/requests.tfrecord $(ARGS)
+
+# A local production-like Airflow deployment on loopback (PostgreSQL, Redis, `airflow scheduler`, two
+# Celery workers) under out/stack; then `. out/stack/stack.env` and
+# `taxi-pipeline run --runner airflow --airflow-mode scheduler`. ARGS go to the start command,
+# e.g. ARGS="--set train_steps=500" or ARGS="--executor local".
+stack-start: $(VENV)/.installed
+	$(BIN)/python -m pipeline.deployment.local_stack start --home out/stack $(ARGS)
+
+stack-stop: $(VENV)/.installed
+	$(BIN)/python -m pipeline.deployment.local_stack stop --home out/stack
+
+stack-status: $(VENV)/.installed
+	$(BIN)/python -m pipeline.deployment.local_stack status --home out/stack
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/pipeline_benchmark.py

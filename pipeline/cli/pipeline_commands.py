@@ -13,10 +13,15 @@ def add_commands(commands, add_config_options) -> None:
         description="Run the pipeline once. --runner local (default) uses TFX's LocalDagRunner "
                     "and prints each component with its duration, the evaluation against the "
                     "thresholds, and the pushed model version (or why nothing was pushed). "
-                    "--runner airflow runs the same pipeline as an Airflow DAG with "
-                    "`airflow dags test`, with an Airflow home under <output_root>/airflow. "
-                    "Unchanged inputs and code are served from TFX's cache either way.")
+                    "--runner airflow runs the same pipeline as an Airflow DAG: with "
+                    "--airflow-mode test (default) in this process with `airflow dags test` and an "
+                    "Airflow home under <output_root>/airflow; with --airflow-mode scheduler it triggers "
+                    "the DAG on the running deployment AIRFLOW_HOME names (its scheduler and workers run "
+                    "the tasks, with the settings of its TAXI_PIPELINE_CONFIG) and follows the run to "
+                    "its end. Unchanged inputs and code are served from TFX's cache either way.")
     run.add_argument("--runner", choices=("local", "airflow"), default="local")
+    run.add_argument("--airflow-mode", choices=("test", "scheduler"), default="test",
+                     help="test: `airflow dags test` here; scheduler: trigger and follow on a deployment")
     add_config_options(run)
     run.set_defaults(handler=_run)
     compile_ = commands.add_parser(
@@ -36,11 +41,31 @@ def _run(args: argparse.Namespace, config: PipelineConfig) -> int:
         if args.runner == "local":
             from pipeline.runners.local_runner import run_local
             return 0 if run_local(config).succeeded else 1
+        if args.airflow_mode == "scheduler":
+            return _run_on_deployment(args, config)
         from pipeline.runners.airflow_runner import run_with_airflow
         return run_with_airflow(config)
     except ValueError as error:  # what preparing the pipeline found wrong in the settings' paths
         print(f"taxi-pipeline: {error}", file=sys.stderr)
         return 2
+
+
+def _run_on_deployment(args: argparse.Namespace, config: PipelineConfig) -> int:
+    import os
+
+    from pipeline.config import load_config
+    from pipeline.runners.airflow_deployment import run_on_deployment
+    from pipeline.runners.airflow_runner import CONFIG_ENV
+
+    # The deployment's tasks read their settings from its own file: settings given here would
+    # not reach them, so this process reads the same file (to find ML Metadata) and takes no --set.
+    if args.set:
+        print(f"taxi-pipeline: --set does not reach a deployment's tasks; edit the file {CONFIG_ENV} names "
+              "(the DAG is re-read by each task)", file=sys.stderr)
+        return 2
+    if args.config is None and os.environ.get(CONFIG_ENV):
+        config = load_config(os.environ[CONFIG_ENV])
+    return run_on_deployment(config)
 
 
 def _compile(args: argparse.Namespace, config: PipelineConfig) -> int:
