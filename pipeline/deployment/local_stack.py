@@ -118,7 +118,7 @@ def start(home: pathlib.Path, executor: str = "celery", workers: int = 2, config
             stop(home, out=out)
         raise
     say(f"ready. Use it with:\n  . {home / 'stack.env'}\n"
-        f"  taxi-pipeline run --runner airflow --airflow-mode scheduler\n"
+        f"  {pathlib.Path(sys.executable).parent / 'taxi-pipeline'} run --runner airflow --airflow-mode scheduler\n"
         f"logs in {home / 'logs'}; stop with: python -m pipeline.deployment.local_stack stop --home {home}")
     return state
 
