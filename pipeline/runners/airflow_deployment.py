@@ -39,11 +39,24 @@ def run_on_deployment(config: PipelineConfig, out=sys.stdout, poll_seconds: floa
                               "`python -m pipeline.deployment.local_stack start`)")
     # Airflow's console logging is for its own processes; this one prints the run's lines only.
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
-    from airflow.api.common.trigger_dag import trigger_dag
-    from airflow.models.dag import DagModel
 
     def say(line: str) -> None:
         print(line, file=out, flush=True)
+
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        return _trigger_and_follow(config, home, say, poll_seconds)
+    except OperationalError as error:  # the deployment's database: down, or not where airflow.cfg says
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error).splitlines()[0]
+        raise DeploymentError(f"cannot reach the Airflow database of the deployment at {home}: {reason}. Is it running "
+                              f"(for the local one: `python -m pipeline.deployment.local_stack status`)? A run "
+                              f"already triggered goes on there.") from None
+
+
+def _trigger_and_follow(config: PipelineConfig, home: str, say, poll_seconds: float) -> int:
+    from airflow.api.common.trigger_dag import trigger_dag
+    from airflow.models.dag import DagModel
 
     dag_id = config.pipeline_name
     dag_model = DagModel.get_dagmodel(dag_id)

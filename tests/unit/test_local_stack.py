@@ -3,6 +3,7 @@ gives the pipeline, and stopping a process with everything it started."""
 from __future__ import annotations
 
 import configparser
+import os
 import pathlib
 import subprocess
 import sys
@@ -71,3 +72,27 @@ def test_status_and_stop_without_a_deployment_say_so(tmp_path, capsys):
     assert local_stack.main(["stop", "--home", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "not running: no" in out and "nothing to stop" in out
+
+
+def _run_on_deployment(env: dict) -> subprocess.CompletedProcess:
+    cli = pathlib.Path(sys.executable).parent / "taxi-pipeline"
+    return subprocess.run([str(cli), "run", "--runner", "airflow", "--airflow-mode", "scheduler"], env=env,
+                          capture_output=True, text=True, timeout=100)
+
+
+def test_scheduler_mode_without_a_deployment_says_what_to_set(tmp_path):
+    env = {key: value for key, value in os.environ.items() if key != "AIRFLOW_HOME"}
+    done = _run_on_deployment({**env, "AIRFLOW_HOME": str(tmp_path)})  # no airflow.cfg there
+    assert done.returncode == 2
+    assert "set AIRFLOW_HOME to its Airflow home" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_scheduler_mode_with_the_deployments_database_down_says_so_in_one_line(tmp_path):
+    port = services.free_port()  # nobody listens there
+    (tmp_path / "airflow.cfg").write_text(
+        f"[database]\nsql_alchemy_conn = postgresql+psycopg2://postgres:pw@127.0.0.1:{port}/airflow\n")
+    done = _run_on_deployment({**os.environ, "AIRFLOW_HOME": str(tmp_path)})
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"cannot reach the Airflow database of the deployment at {tmp_path}" in done.stderr
+    assert f"port {port} failed" in done.stderr and "Traceback" not in done.stderr
+    assert "pw@" not in done.stderr
