@@ -167,29 +167,34 @@ def _start_on_free_port(name: str, command, ready, log_path: pathlib.Path, detac
 
 
 def _answers_ping(port: int) -> bool:
+    import redis
+
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2) as connection:
-            connection.sendall(b"PING\r\n")
-            return connection.recv(64).startswith(b"+PONG")
-    except OSError:
+        return bool(redis.Redis(host="127.0.0.1", port=port, socket_timeout=2).ping())
+    except redis.RedisError:
         return False
 
 
 def create_database(port: int, password_file: pathlib.Path, database: str) -> None:
     """CREATE DATABASE `database` on the server at `port` (nothing if it exists)."""
-    bin_dir = postgres_bin_dir()
-    env = dict(os.environ, PGPASSWORD=password_file.read_text().strip())
-    base = [str(bin_dir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", POSTGRES_SUPERUSER, "-d", "postgres",
-            "-v", "ON_ERROR_STOP=1", "-tA", "-c"]
-    exists = subprocess.run([*base, f"SELECT 1 FROM pg_database WHERE datname = '{database}'"],
-                            env=env, capture_output=True, text=True, timeout=60)
-    if exists.returncode != 0:
-        raise ServiceError(f"psql on 127.0.0.1:{port} failed: {exists.stderr.strip()[-400:]}")
-    if exists.stdout.strip() != "1":
-        created = subprocess.run([*base, f'CREATE DATABASE "{database}"'], env=env, capture_output=True, text=True,
-                                 timeout=60)
-        if created.returncode != 0:
-            raise ServiceError(f"CREATE DATABASE {database} failed: {created.stderr.strip()[-400:]}")
+    import psycopg2
+    from psycopg2 import sql
+
+    try:
+        connection = psycopg2.connect(host="127.0.0.1", port=port, user=POSTGRES_SUPERUSER, dbname="postgres",
+                                      password=password_file.read_text().strip(), connect_timeout=30)
+    except psycopg2.Error as error:
+        raise ServiceError(f"cannot log in to PostgreSQL on 127.0.0.1:{port}: {str(error).strip()}") from None
+    try:
+        connection.autocommit = True  # CREATE DATABASE cannot run inside a transaction
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+            if cursor.fetchone() is None:
+                cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    except psycopg2.Error as error:
+        raise ServiceError(f"CREATE DATABASE {database} failed: {str(error).strip()}") from None
+    finally:
+        connection.close()
 
 
 def stop_pid(pid: int, seconds: float = 30) -> bool:
