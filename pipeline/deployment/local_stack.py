@@ -100,7 +100,8 @@ def start(home: pathlib.Path, executor: str = "celery", workers: int = 2, config
         migrate = subprocess.run([_airflow(), "db", "migrate"], env=env, capture_output=True, text=True)
         if migrate.returncode != 0:
             raise services.ServiceError(f"airflow db migrate failed:\n{(migrate.stdout + migrate.stderr)[-2000:]}")
-        log_starts = {name: _size(home / "logs" / f"{name}.log") for name in ("scheduler", *worker_names)}
+        # Where each worker's log ends now: its "ready" line must come after, not from an earlier start.
+        log_starts = {name: _size(home / "logs" / f"{name}.log") for name in worker_names}
         pids["scheduler"] = _spawn([_airflow(), "scheduler"], env, home / "logs" / "scheduler.log")
         for name in worker_names:
             pids[name] = _spawn([_airflow(), "celery", "worker", "--concurrency", "1", "--skip-serve-logs",
@@ -194,7 +195,7 @@ def _wait_until_ready(home: pathlib.Path, env: dict, dag_id: str, log_starts: di
                       pids: dict[str, int], database: str) -> None:
     """Workers answering, the scheduler alive, the training DAG parsed and unpaused."""
     deadline = time.monotonic() + READY_SECONDS
-    waiting_workers = {name for name in log_starts if name.startswith("worker-")}
+    waiting_workers = set(log_starts)
     while time.monotonic() < deadline:
         for name, pid in pids.items():
             if not services.is_running(pid):
