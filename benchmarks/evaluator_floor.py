@@ -454,19 +454,21 @@ def compare(floor: dict, floor_intervals: dict, written: dict, written_intervals
 # Profiling the real Evaluator on the same inputs.
 
 def profile_evaluator(metadata_path: str, profile_path: str, beam_profile: str, execution_id: int | None,
-                      top: int = 30) -> dict:
-    """Run TFX's Evaluator executor again on the inputs and exec properties of the recorded
-    execution, in this process under cProfile, into a temporary folder; print the top costs."""
+                      stock: bool = False, top: int = 30) -> dict:
+    """Run the pipeline's Evaluator executor (TFX's own with `stock`) again on the inputs and exec
+    properties of the recorded execution, in this process under cProfile, into a temporary
+    folder; print the top costs."""
     import cProfile
     import pstats
     import tempfile
 
     from ml_metadata.proto import metadata_store_pb2
-    from tfx.components.evaluator import executor as evaluator_executor
+    from tfx.components.evaluator import executor as stock_executor
     from tfx.dsl.components.base import base_beam_executor
     from tfx.types import artifact_utils, standard_artifacts
 
     from pipeline import artifacts, metadata
+    from pipeline.evaluation import evaluator as pipeline_evaluator
     from pipeline.runners import beam_profiles
 
     store = metadata.open_store(metadata_path)
@@ -496,7 +498,7 @@ def profile_evaluator(metadata_path: str, profile_path: str, beam_profile: str, 
     context = base_beam_executor.BaseBeamExecutor.Context(
         beam_pipeline_args=beam_profiles.beam_pipeline_args(beam_profile), tmp_dir=str(work / "tmp"),
         unique_id="profile")
-    executor = evaluator_executor.Executor(context)
+    executor = (stock_executor if stock else pipeline_evaluator).Executor(context)
     profiler = cProfile.Profile()
     started, cpu_started = time.monotonic(), time.process_time()
     profiler.enable()
@@ -504,7 +506,8 @@ def profile_evaluator(metadata_path: str, profile_path: str, beam_profile: str, 
     profiler.disable()
     seconds, cpu = time.monotonic() - started, time.process_time() - cpu_started
     profiler.dump_stats(profile_path)
-    print(f"Evaluator executor again on execution {execution.id}: {seconds:.1f} s wall, {cpu:.1f} s CPU "
+    print(f"{'TFX' if stock else 'the pipeline'}'s Evaluator executor again on execution {execution.id}: "
+          f"{seconds:.1f} s wall, {cpu:.1f} s CPU "
           f"(under cProfile); profile: {profile_path}")
     stats = pstats.Stats(profile_path)
     stats.sort_stats("cumulative").print_stats(top)
@@ -525,6 +528,8 @@ def main() -> None:
     parser.add_argument("--profile-evaluator", metavar="PROF",
                         help="instead: run TFX's Evaluator executor again on the same inputs under cProfile")
     parser.add_argument("--beam-profile", default="in_memory", help="Beam profile for --profile-evaluator")
+    parser.add_argument("--stock-executor", action="store_true",
+                        help="with --profile-evaluator: TFX's own Evaluator executor, not the pipeline's")
     args = parser.parse_args()
     if not (args.metadata or args.output_root):
         parser.error("give --output-root or --metadata")
@@ -536,7 +541,8 @@ def main() -> None:
     import tensorflow_model_analysis  # noqa: F401
 
     if args.profile_evaluator:
-        profile_evaluator(metadata_path, args.profile_evaluator, args.beam_profile, args.execution)
+        profile_evaluator(metadata_path, args.profile_evaluator, args.beam_profile, args.execution,
+                          args.stock_executor)
         return
     run = find_evaluator_run(metadata_path, args.execution)
     models = ", ".join(f"{name or 'candidate'}={path}" for name, path in run.models.items())

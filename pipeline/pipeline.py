@@ -8,7 +8,6 @@ from __future__ import annotations
 # Imported from their modules, not `tfx.v1`: that one also loads the Google Cloud
 # extensions, 7 s of start-up that a local run never uses.
 from tfx.components import (
-    Evaluator,
     ExampleValidator,
     Pusher,
     StatisticsGen,
@@ -33,6 +32,7 @@ from pipeline.data_validation.drift_skew_check import DriftSkewCheck
 from pipeline.data_validation.inferred_schema_gen import InferredSchemaGen
 from pipeline.data_validation.span_statistics_gen import SpanStatisticsGen
 from pipeline.evaluation import atomic_pusher, eval_config
+from pipeline.evaluation.evaluator import Evaluator
 from pipeline.evaluation.servability_check import ServabilityCheck
 from pipeline.ingest import fast_csv_example_gen
 from pipeline.ingest.csv_check import CsvCheck
@@ -147,7 +147,9 @@ def create_pipeline(config: PipelineConfig, inputs: PreparedInputs, kubeflow: bo
                        model_code.HYPERPARAMETERS_KEY: config.hyperparameters})
     # The model of the newest push before the candidate (what serves): the baseline it has to beat.
     baseline_resolver = resolvers.baseline_resolver(trainer.outputs["model"], kubeflow)
-    # TFMA: blesses the candidate only if it clears the thresholds against the baseline.
+    # TFMA: blesses the candidate only if it clears the thresholds against the baseline. Its
+    # executor is TFX's, with intervals computed only for the metrics it writes
+    # (pipeline/evaluation/evaluator.py).
     evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
