@@ -78,8 +78,8 @@ def view(store: metadata_store.MetadataStore, pipeline_name: str, name: str) -> 
     run_id = resolve_run(store, pipeline_name, name)
     record = provenance.load(store, run_id)
     if record is None:
-        raise CompareError(f"run {run_id} has no provenance record (it ran before runs were recorded, or "
-                           "not with the local runner); run the pipeline again to record one")
+        raise CompareError(f"run {run_id} has no provenance record (it ran before runs were recorded, or its "
+                           "record failed: a warning in its log says why); run the pipeline again to record one")
     return RunView(run_id, record, run_metrics(store, run_id), pushed_version(store, run_id))
 
 
@@ -137,8 +137,9 @@ def rows(first: RunView, second: RunView) -> list[tuple[str, str, str, str]]:
     section("run", [("run id", first.run_id, second.run_id), ("pushed version", first.pushed_version,
                                                                  second.pushed_version)])
     section("hyperparameters (as Trainer used them)", keyed(one.hyperparameters, two.hyperparameters))
+    notes = [("data note", one.data_note, two.data_note)] if one.data_note or two.data_note else []
     section("data", [("data_root", one.data_root, two.data_root), ("spans", one.spans, two.spans)]
-            + [(f"sha256 {name}", a, b) for name, a, b in keyed(_data_rows(one), _data_rows(two))])
+            + [(f"sha256 {name}", a, b) for name, a, b in keyed(_data_rows(one), _data_rows(two))] + notes)
     section("code", [("git commit", one.git_commit, two.git_commit), ("dirty tree", one.git_dirty, two.git_dirty),
                      ("models/ fingerprint", one.models_fingerprint, two.models_fingerprint),
                      ("seed", one.seed, two.seed)])

@@ -1,11 +1,16 @@
 """What a run needs to be reproduced, recorded in ML Metadata on the run's own context.
 
-Each local run gets, as custom properties of its run context (the one `taxi-pipeline runs`
+Each run gets, as custom properties of its run context (the one `taxi-pipeline runs`
 lists it by): the git commit of the checkout and whether the tree was dirty, the sha256 of
 requirements.lock, the Python and library versions, the seed, the models/ fingerprint, the
 settings (as TOML), the spans with the sha256 of every file it read, and the hyperparameters
 Trainer used. Environment and data are taken when the run starts (what it ran with), the
 hyperparameters when it ends (tuned ones are known only then).
+
+Local runs call before_run() and record_safely(); Airflow runs (any mode) call
+record_at_end_safely() from the training DAG's own end-of-run callbacks
+(pipeline/runners/airflow_runner.py), as TFX's Airflow launcher names the run's context
+"<pipeline>.<DAG run id>".
 
 Nothing here may stop a run: a missing git, a tree that is not a checkout or a missing lock
 file reads "unknown".
@@ -51,6 +56,8 @@ class Provenance:
     data_files: dict[str, str] = dataclasses.field(default_factory=dict)  # {path: sha256}
     hyperparameters: dict = dataclasses.field(default_factory=dict)  # what Trainer trained with
     trained: bool = False  # Trainer ran (or was served from the cache) in this run
+    # Said when data_files could not be told exactly (the span files changed while an Airflow run ran).
+    data_note: str = ""
 
 
 def _git(*args: str) -> str | None:
@@ -175,8 +182,63 @@ def record_safely(config: PipelineConfig, run_id: str, started: Provenance, out:
     try:
         record(config, run_id, started)
     except Exception as error:  # a record lost is worth a warning, not a failed run
-        print(f"Warning: run {run_id}: its provenance (commit, versions, data hashes) was not recorded in ML "
-              f"Metadata: {error}", file=out, flush=True)
+        _not_recorded(run_id, error, out)
+
+
+NOT_RECORDED = "its provenance (commit, versions, data hashes) was not recorded in ML Metadata"
+
+
+def _not_recorded(run_id: str, error: Exception, out: TextIO) -> None:
+    print(f"Warning: run {run_id}: {NOT_RECORDED}: {error}", file=out, flush=True)
+
+
+# The parameter that carries the data's fingerprint (prepare.files_fingerprint) into CsvCheck's
+# and SpanStatisticsGen's executions (pipeline/pipeline.py).
+DATA_FINGERPRINT = "data_fingerprint"
+
+
+def data_fingerprint_ran_with(store: metadata_store.MetadataStore, run_id: str) -> str | None:
+    """The data fingerprint the run's own executions were given; None when none of them recorded one."""
+    context = run_context(store, run_id)
+    if context is None:
+        return None
+    for execution in sorted(store.get_executions_by_context(context.id), key=lambda e: e.id):
+        # TFX's Airflow launcher stores parameters as properties, the IR-based runners as custom properties.
+        for values in (execution.properties, execution.custom_properties):
+            if DATA_FINGERPRINT in values and values[DATA_FINGERPRINT].string_value:
+                return values[DATA_FINGERPRINT].string_value
+    return None
+
+
+def record_at_end(config: PipelineConfig, inputs, run_id: str, out: TextIO) -> Provenance:
+    """Collect and record at once, as a run ends in a process that did not see it start (Airflow).
+
+    `inputs` are those the DAG was built from. The hashes of the span files are checked against
+    the data fingerprint the run's own CsvCheck was given: when the files changed in between
+    (the DAG file was parsed again after a span changed), the hashes are not what the run read,
+    so none are recorded and data_note says why. Prints a line per span file changed since a
+    run trained on it, as before_run does for local runs.
+    """
+    started = collect(config, inputs)
+    store = metadata.open_store(config.metadata_path)
+    for line in changed_spans(store, config.pipeline_name, started):
+        print(line, file=out, flush=True)
+    ran_with = data_fingerprint_ran_with(store, run_id)
+    if ran_with is not None and started.data_files and ran_with != inputs.data_version:
+        started = dataclasses.replace(
+            started, data_files={},
+            data_note=f"span files changed while the run ran (data fingerprint {ran_with} when read, "
+                      f"{inputs.data_version} at its end): their hashes are not known")
+        print(f"Warning: run {run_id}: {started.data_note}", file=out, flush=True)
+    return record(config, run_id, started)
+
+
+def record_at_end_safely(config: PipelineConfig, inputs, run_id: str, out: TextIO) -> None:
+    """record_at_end(), saying so on `out` when it cannot: the run's outcome stands either way."""
+    try:
+        record_at_end(config, inputs, run_id, out)
+    except Exception as error:  # a record lost is worth a warning, not a failed run
+        _not_recorded(run_id, error, out)
 
 
 def recorded_runs(store: metadata_store.MetadataStore, pipeline_name: str) -> list[tuple[str, Provenance]]:
