@@ -28,26 +28,69 @@ def build_dag(config: PipelineConfig):
     from pipeline.pipeline import create_pipeline
     from pipeline.prepare import prepare
 
+    inputs = prepare(config)
+    # When a DAG run ends, either way: its outcome into <output_root>/monitoring/pipeline.prom, and
+    # its provenance onto its run context in ML Metadata (_dag_run_ended). DAG-level callbacks, not
+    # tasks: a task after the last one would decide the DAG run's state instead of the pipeline's
+    # tasks, and a record that fails must not fail the run. Airflow runs them with this DAG file's
+    # own code in every mode: in the `airflow dags test` process (--airflow-mode test), and on a deployment
+    # in the scheduler's DAG processor, which parses this file again to run them (--airflow-mode scheduler,
+    # where the `taxi-pipeline run` process only triggers and follows, and workers run the tasks).
+    ended = _RunEnded(config, inputs)
     dag_config = {
         "schedule": config.airflow_schedule or None,
         "start_date": START_DATE,
         "catchup": False,
         # One run at a time: runs share the MLMD store and the serving folder.
         "max_active_runs": 1,
-        # The run's outcome into <output_root>/monitoring/pipeline.prom when the DAG run ends either way
-        # (a task after the last one would decide the DAG run's state instead of the pipeline's tasks).
-        "on_success_callback": functools.partial(_write_pipeline_status, config),
-        "on_failure_callback": functools.partial(_write_pipeline_status, config),
+        "on_success_callback": ended,
+        "on_failure_callback": ended,
     }
     runner = AirflowDagRunner(AirflowPipelineConfig(airflow_dag_config=dag_config))
-    return runner.run(create_pipeline(config, prepare(config)))
+    return runner.run(create_pipeline(config, inputs))
 
 
-def _write_pipeline_status(config: PipelineConfig, context) -> None:
+def run_context_name(pipeline_name: str, dag_run_id: str) -> str:
+    """The name of a DAG run's run context in ML Metadata, as TFX's Airflow launcher registers it
+    (PipelineInfo.pipeline_run_context_name); `taxi-pipeline runs` lists the run by it."""
+    return f"{pipeline_name}.{dag_run_id}"
+
+
+class _RunEnded:
+    """The DAG's end-of-run callback (a class for its short repr: Airflow logs the callable it calls)."""
+
+    def __init__(self, config: PipelineConfig, inputs) -> None:
+        self.config, self.inputs = config, inputs
+
+    def __call__(self, context) -> None:
+        _dag_run_ended(self.config, self.inputs, context)
+
+    def __repr__(self) -> str:
+        return f"end of a {self.config.pipeline_name} DAG run: pipeline status and provenance"
+
+
+def _dag_run_ended(config: PipelineConfig, inputs, context) -> None:
+    """Each step says what went wrong in the log and never raises: the DAG run's state is its tasks'."""
+    import io
+    import logging
+
+    from pipeline.governance import provenance
     from pipeline.monitoring.pipeline_status import write_status_safely
 
-    del context  # the outcome is read from ML Metadata, as every writer of the file does
-    write_status_safely(config, run_ended=True)  # logs a warning on failure; never fails the DAG run
+    # The outcome is read from ML Metadata, as every writer of the file does.
+    write_status_safely(config, run_ended=True)  # logs a warning on failure
+    # The environment (commit, lock, versions) as the run ends, the data as this parse of the DAG file
+    # hashed it (checked against what the run's CsvCheck was given), what Trainer trained with.
+    out = io.StringIO()
+    try:
+        run_id = run_context_name(config.pipeline_name, context["dag_run"].run_id)
+    except Exception as error:  # a callback context without its DAG run: nothing to record on
+        print(f"Warning: {provenance.NOT_RECORDED}: no DAG run in the callback's context ({error})", file=out)
+    else:
+        provenance.record_at_end_safely(config, inputs, run_id, out)
+    log = logging.getLogger(__name__)
+    for line in out.getvalue().splitlines():
+        log.warning("%s", line)
 
 
 # Task ids of the monitoring DAG; the record step reads the others' XComs by these.
@@ -196,12 +239,19 @@ def _run_with_airflow(config: PipelineConfig, logical_date: str | None, lock_fds
     state = dag_run_state(output)
     for line in task_lines(output):
         print(line, flush=True)
+    # What the DAG's end-of-run callback said about the run's provenance (changed spans, a record not written).
+    for line in provenance_lines(output):
+        print(line, flush=True)
     succeeded = process.returncode == 0 and state == "success"
     if succeeded:
         from pipeline import metadata
         from pipeline.evaluation import outcome
-        run_id = metadata.run_ids(metadata.open_store(config.metadata_path), config.pipeline_name)[-1]
+        dag_run = dag_run_id(output)
+        run_ids = metadata.run_ids(metadata.open_store(config.metadata_path), config.pipeline_name)
+        run_id = run_context_name(config.pipeline_name, dag_run) if dag_run else run_ids[-1]
+        run_id = run_id if run_id in run_ids else run_ids[-1]
         print(outcome.describe(config, run_id).text, flush=True)
+        _say_if_not_recorded(config, run_id)
     else:
         findings = gate_findings(output)
         if findings:
@@ -236,6 +286,41 @@ def gate_findings(output: str) -> list[str]:
             break
         message.append(line)
     return message
+
+
+def _say_if_not_recorded(config: PipelineConfig, run_id: str) -> None:
+    """A warning when the DAG's callback left no record (one it could not write has said why already)."""
+    from pipeline import metadata
+    from pipeline.governance import provenance
+
+    try:
+        if provenance.load(metadata.open_store(config.metadata_path), run_id) is None:
+            print(f"Warning: run {run_id}: {provenance.NOT_RECORDED} (the DAG's end-of-run callback did not "
+                  "record it; the full Airflow output named below says why)", flush=True)
+    except Exception as error:  # reading it back must not change the run's outcome
+        print(f"Warning: run {run_id}: could not read its provenance back: {error}", flush=True)
+
+
+def provenance_lines(output: str) -> list[str]:
+    """The lines provenance.record_at_end printed in the DAG's callback, from `airflow dags test` output."""
+    from pipeline.governance import provenance
+
+    markers = ("Data changed: ", f"{provenance.NOT_RECORDED}", "span files changed while the run ran")
+    lines = []
+    for line in output.splitlines():
+        if any(marker in line for marker in markers):
+            start = line.find("Data changed: ") if "Data changed: " in line else line.find("Warning: ")
+            if line[max(start, 0):] not in lines:  # Airflow's handlers may print a record twice
+                lines.append(line[max(start, 0):])
+    return lines
+
+
+def dag_run_id(output: str) -> str | None:
+    """The DAG run's id in `airflow dags test` output (e.g. manual__2026-11-01T00:00:00+00:00)."""
+    for line in reversed(output.splitlines()):
+        if "DagRun Finished:" in line and "run_id=" in line:
+            return line.split("run_id=", 1)[1].split(",", 1)[0].strip()
+    return None
 
 
 def dag_run_state(output: str) -> str:
