@@ -2,6 +2,8 @@
 end to end with `airflow dags test` (SQLite metadata database, one run after another)."""
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import pathlib
 import subprocess
@@ -11,7 +13,9 @@ import tempfile
 import pytest
 
 from pipeline import metadata
+from pipeline.cli import main as cli
 from pipeline.config import load_config, to_toml
+from pipeline.governance import provenance
 from pipeline.pipeline import create_pipeline
 from pipeline.prepare import prepare
 from pipeline.runners.airflow_runner import airflow_environment, build_dag, run_with_airflow
@@ -72,10 +76,33 @@ def test_dag_tasks_and_edges_are_the_pipelines(home):
     assert dag.schedule_interval == "@daily" and dag.catchup is False
 
 
-def test_dag_run_trains_and_pushes(home):
+def _record(home: pathlib.Path, run_id: str) -> provenance.Provenance | None:
+    return provenance.load(metadata.open_store(str(home / "out" / "metadata.db")), run_id)
+
+
+def test_dag_run_trains_and_pushes(home, capsys):
     assert run_with_airflow(_config(home), "2026-11-01T00:00:00") == 0
     assert len(_versions(home)) == 1
     assert _last_run_states(home)["Pusher"] == "COMPLETE"
+    # The DAG's end-of-run callback recorded the run's provenance on the run context TFX's Airflow launcher made.
+    record = _record(home, "taxi-tips.manual__2026-11-01T00:00:00+00:00")
+    assert record is not None, capsys.readouterr().out
+    # The checkout's commit then (others may commit here meanwhile: it is HEAD or an ancestor of it).
+    ancestor = subprocess.run(["git", "-C", str(provenance.REPO_ROOT), "merge-base", "--is-ancestor",
+                               record.git_commit, "HEAD"], capture_output=True)
+    assert len(record.git_commit) == 40 and ancestor.returncode == 0 and record.git_dirty in ("yes", "no"), record
+    assert record.lock_sha256 == provenance.lock_sha256() != provenance.UNKNOWN
+    span = home / "data" / "span-1" / "data.csv"
+    assert record.spans == [1] and record.data_files == {str(span): provenance.file_sha256(str(span))}
+    assert record.trained and record.hyperparameters.get("learning_rate", 0) > 0
+    assert provenance.NOT_RECORDED not in capsys.readouterr().out
+
+
+def _cli(home: pathlib.Path, *args: str) -> tuple[int, str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli.main([*args, "--set", f"output_root={home / 'out'}", "--set", f"data_root={home / 'data'}"])
+    return code, out.getvalue()
 
 
 def test_worse_model_under_airflow_is_not_pushed(home):
@@ -84,6 +111,16 @@ def test_worse_model_under_airflow_is_not_pushed(home):
     states = _last_run_states(home)
     assert states["Trainer"] == "COMPLETE"
     assert _versions(home) == before
+    # `compare` on two Airflow runs (the first named by the version it pushed): only the learning rate, the
+    # pushed version and the metrics differ; the data, code and environment lines are there and equal.
+    assert _record(home, "taxi-tips.manual__2026-11-02T00:00:00+00:00").hyperparameters["learning_rate"] == 0.0
+    code, comparison = _cli(home, "compare", before[0], "taxi-tips.manual__2026-11-02T00:00:00+00:00")
+    assert code == 0, comparison
+    marked = {line.split()[1] for line in comparison.splitlines()[:-1] if line.startswith("* ")}
+    assert "learning_rate" in marked, comparison
+    assert marked <= {"learning_rate", "pushed", "AUC", "AUC,", "calibration", "precision", "recall"}, comparison
+    for line in ("sha256 span-1/data.csv", "git commit", "requirements.lock sha256", "tensorflow"):
+        assert f"  {line} " in comparison, comparison
 
 
 def test_run_with_no_new_data_does_no_training(home):

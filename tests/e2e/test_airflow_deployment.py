@@ -26,6 +26,7 @@ import pytest
 
 from pipeline import metadata
 from pipeline.deployment import services
+from pipeline.governance import provenance
 from tests.conftest import REPO, SMALL_RUN_SETTINGS, shipped_lines, write_span
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -129,6 +130,14 @@ def test_run_on_the_deployment_pushes_with_tasks_spread_over_both_workers(stack,
     config_store = metadata.open_store(_metadata_url(stack))
     tfx_run = next(r for r in metadata.run_ids(config_store, "taxi-tips") if r.endswith(run_id))
     assert {n.node_id: n.state for n in metadata.node_runs(config_store, tfx_run)}["Pusher"] == "COMPLETE"
+    # Its provenance, recorded by the DAG's end-of-run callback in the scheduler's DAG processor (after the
+    # run's state is final, so it may come a little after `run` returned).
+    deadline = time.monotonic() + 180
+    while (record := provenance.load(config_store, tfx_run)) is None and time.monotonic() < deadline:
+        time.sleep(2)
+    assert record is not None and record.trained and record.hyperparameters, record
+    assert len(record.git_commit) == 40 and record.lock_sha256 == provenance.lock_sha256()
+    assert list(record.data_files) == [str(stack.data / "span-1" / "data.csv")] and not record.data_note
     # The database password is in airflow.cfg (0600) and its own file, nowhere in a log.
     password = (stack.home / "postgres-server" / "password").read_text().strip()
     assert oct((stack.home / "airflow.cfg").stat().st_mode & 0o777) == "0o600"
