@@ -453,11 +453,11 @@ def compare(floor: dict, floor_intervals: dict, written: dict, written_intervals
 # ---------------------------------------------------------------------------------------
 # Profiling the real Evaluator on the same inputs.
 
-def profile_evaluator(metadata_path: str, profile_path: str, beam_profile: str, execution_id: int | None,
+def profile_evaluator(metadata_path: str, profile_path: str | None, beam_profile: str, execution_id: int | None,
                       stock: bool = False, top: int = 30) -> dict:
     """Run the pipeline's Evaluator executor (TFX's own with `stock`) again on the inputs and exec
-    properties of the recorded execution, in this process under cProfile, into a temporary
-    folder; print the top costs."""
+    properties of the recorded execution, in this process, into a temporary folder; with a
+    `profile_path`, under cProfile, printing the top costs."""
     import cProfile
     import pstats
     import tempfile
@@ -499,19 +499,21 @@ def profile_evaluator(metadata_path: str, profile_path: str, beam_profile: str, 
         beam_pipeline_args=beam_profiles.beam_pipeline_args(beam_profile), tmp_dir=str(work / "tmp"),
         unique_id="profile")
     executor = (stock_executor if stock else pipeline_evaluator).Executor(context)
-    profiler = cProfile.Profile()
+    profiler = cProfile.Profile() if profile_path else None
     started, cpu_started = time.monotonic(), time.process_time()
-    profiler.enable()
+    if profiler:
+        profiler.enable()
     executor.Do(inputs, {"evaluation": [evaluation], "blessing": [blessing]}, exec_properties)
-    profiler.disable()
+    if profiler:
+        profiler.disable()
     seconds, cpu = time.monotonic() - started, time.process_time() - cpu_started
-    profiler.dump_stats(profile_path)
     print(f"{'TFX' if stock else 'the pipeline'}'s Evaluator executor again on execution {execution.id}: "
-          f"{seconds:.1f} s wall, {cpu:.1f} s CPU "
-          f"(under cProfile); profile: {profile_path}")
-    stats = pstats.Stats(profile_path)
-    stats.sort_stats("cumulative").print_stats(top)
-    stats.sort_stats("tottime").print_stats(top)
+          f"{seconds:.1f} s wall, {cpu:.1f} s CPU" + (f" (under cProfile); profile: {profile_path}" if profiler else ""))
+    if profiler:
+        profiler.dump_stats(profile_path)
+        stats = pstats.Stats(profile_path)
+        stats.sort_stats("cumulative").print_stats(top)
+        stats.sort_stats("tottime").print_stats(top)
     return {"wall_s": seconds, "cpu_s": cpu, "profile": profile_path}
 
 
@@ -528,8 +530,10 @@ def main() -> None:
     parser.add_argument("--profile-evaluator", metavar="PROF",
                         help="instead: run TFX's Evaluator executor again on the same inputs under cProfile")
     parser.add_argument("--beam-profile", default="in_memory", help="Beam profile for --profile-evaluator")
+    parser.add_argument("--rerun-evaluator", action="store_true",
+                        help="as --profile-evaluator, timed without cProfile")
     parser.add_argument("--stock-executor", action="store_true",
-                        help="with --profile-evaluator: TFX's own Evaluator executor, not the pipeline's")
+                        help="with --profile-evaluator/--rerun-evaluator: TFX's own Evaluator executor, not the pipeline's")
     args = parser.parse_args()
     if not (args.metadata or args.output_root):
         parser.error("give --output-root or --metadata")
@@ -540,7 +544,7 @@ def main() -> None:
     import tensorflow  # noqa: F401
     import tensorflow_model_analysis  # noqa: F401
 
-    if args.profile_evaluator:
+    if args.profile_evaluator or args.rerun_evaluator:
         profile_evaluator(metadata_path, args.profile_evaluator, args.beam_profile, args.execution,
                           args.stock_executor)
         return
