@@ -528,7 +528,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the jackknife buckets")
     parser.add_argument("--json", type=pathlib.Path, help="write timings and the comparison here")
     parser.add_argument("--profile-evaluator", metavar="PROF",
-                        help="instead: run TFX's Evaluator executor again on the same inputs under cProfile")
+                        help="instead: run the pipeline's Evaluator executor again on the same inputs under cProfile")
     parser.add_argument("--beam-profile", default="in_memory", help="Beam profile for --profile-evaluator")
     parser.add_argument("--rerun-evaluator", action="store_true",
                         help="as --profile-evaluator, timed without cProfile")
