@@ -7,10 +7,10 @@ settings (as TOML), the spans with the sha256 of every file it read, and the hyp
 Trainer used. Environment and data are taken when the run starts (what it ran with), the
 hyperparameters when it ends (tuned ones are known only then).
 
-Local runs call before_run() and record_safely(); Airflow runs (any mode) call
-record_at_end_safely() from the training DAG's own end-of-run callbacks
-(pipeline/runners/airflow_runner.py), as TFX's Airflow launcher names the run's context
-"<pipeline>.<DAG run id>".
+Local runs call before_run() and record_safely(). Airflow runs (any mode) record from the
+training DAG's own callbacks (pipeline/runners/airflow_runner.py): record_at_start() when
+CsvCheck has checked the files, complete_record() when Trainer is done and when the DAG run
+ends; TFX's Airflow launcher names the run's context "<pipeline>.<DAG run id>".
 
 Nothing here may stop a run: a missing git, a tree that is not a checkout or a missing lock
 file reads "unknown".
@@ -210,33 +210,39 @@ def data_fingerprint_ran_with(store: metadata_store.MetadataStore, run_id: str) 
     return None
 
 
-def record_at_end(config: PipelineConfig, inputs, run_id: str, out: TextIO) -> Provenance:
-    """Collect and record at once, as a run ends in a process that did not see it start (Airflow).
+def record_at_start(config: PipelineConfig, inputs, run_id: str, out: TextIO) -> Provenance:
+    """before_run() and record() at once, for a run whose start is seen by one of its tasks (Airflow's CsvCheck,
+    from the parse of the DAG file that built it): `inputs` are that parse's, the data as the task read it."""
+    return record(config, run_id, before_run(config, inputs, out))
 
-    `inputs` are those the DAG was built from. The hashes of the span files are checked against
-    the data fingerprint the run's own CsvCheck was given: when the files changed in between
-    (the DAG file was parsed again after a span changed), the hashes are not what the run read,
-    so none are recorded and data_note says why. Prints a line per span file changed since a
-    run trained on it, as before_run does for local runs.
+
+def complete_record(config: PipelineConfig, inputs, run_id: str, out: TextIO) -> Provenance:
+    """Add what Trainer trained with to the run's record (Airflow: when Trainer's task is done, and again when
+    the DAG run ends, in a process that may have parsed the DAG file later than the run's tasks did).
+
+    The record record_at_start() wrote is kept as it is. Without one (CsvCheck failed, or its record did), it is
+    collected now from `inputs`, whose span hashes are checked against the data fingerprint the run's own
+    CsvCheck was given: when the files changed in between, the hashes are not what the run read, so none are
+    recorded and data_note says why.
     """
-    started = collect(config, inputs)
-    store = metadata.open_store(config.metadata_path)
-    for line in changed_spans(store, config.pipeline_name, started):
-        print(line, file=out, flush=True)
-    ran_with = data_fingerprint_ran_with(store, run_id)
-    if ran_with is not None and started.data_files and ran_with != inputs.data_version:
-        started = dataclasses.replace(
-            started, data_files={},
-            data_note=f"span files changed while the run ran (data fingerprint {ran_with} when read, "
-                      f"{inputs.data_version} at its end): their hashes are not known")
-        print(f"Warning: run {run_id}: {started.data_note}", file=out, flush=True)
+    started = load(metadata.open_store(config.metadata_path), run_id)
+    if started is None:
+        started = collect(config, inputs)
+        ran_with = data_fingerprint_ran_with(metadata.open_store(config.metadata_path), run_id)
+        if ran_with is not None and started.data_files and ran_with != inputs.data_version:
+            started = dataclasses.replace(
+                started, data_files={},
+                data_note=f"span files changed while the run ran (data fingerprint {ran_with} when read, "
+                          f"{inputs.data_version} at its end): their hashes are not known")
+            print(f"Warning: run {run_id}: {started.data_note}", file=out, flush=True)
     return record(config, run_id, started)
 
 
-def record_at_end_safely(config: PipelineConfig, inputs, run_id: str, out: TextIO) -> None:
-    """record_at_end(), saying so on `out` when it cannot: the run's outcome stands either way."""
+def recorded_safely(write, config: PipelineConfig, inputs, run_id: str, out: TextIO) -> None:
+    """write(config, inputs, run_id, out) (record_at_start or complete_record), saying so on `out` when it cannot:
+    the run's outcome stands either way."""
     try:
-        record_at_end(config, inputs, run_id, out)
+        write(config, inputs, run_id, out)
     except Exception as error:  # a record lost is worth a warning, not a failed run
         _not_recorded(run_id, error, out)
 

@@ -13,6 +13,7 @@ import pathlib
 import subprocess
 import sys
 
+from pipeline.artifacts import CSV_CHECK, TRAINER
 from pipeline.config import PipelineConfig, to_toml
 
 DAGS_FOLDER = pathlib.Path(__file__).resolve().parent / "airflow_dags"
@@ -29,13 +30,9 @@ def build_dag(config: PipelineConfig):
     from pipeline.prepare import prepare
 
     inputs = prepare(config)
-    # When a DAG run ends, either way: its outcome into <output_root>/monitoring/pipeline.prom, and
-    # its provenance onto its run context in ML Metadata (_dag_run_ended). DAG-level callbacks, not
-    # tasks: a task after the last one would decide the DAG run's state instead of the pipeline's
-    # tasks, and a record that fails must not fail the run. Airflow runs them with this DAG file's
-    # own code in every mode: in the `airflow dags test` process (--airflow-mode test), and on a deployment
-    # in the scheduler's DAG processor, which parses this file again to run them (--airflow-mode scheduler,
-    # where the `taxi-pipeline run` process only triggers and follows, and workers run the tasks).
+    # When a DAG run ends, either way: its outcome into <output_root>/monitoring/pipeline.prom (and its
+    # provenance completed, for a run that stopped before Trainer). DAG-level callbacks, not a task: a
+    # task after the last one would decide the DAG run's state instead of the pipeline's tasks.
     ended = _RunEnded(config, inputs)
     dag_config = {
         "schedule": config.airflow_schedule or None,
@@ -47,7 +44,18 @@ def build_dag(config: PipelineConfig):
         "on_failure_callback": ended,
     }
     runner = AirflowDagRunner(AirflowPipelineConfig(airflow_dag_config=dag_config))
-    return runner.run(create_pipeline(config, inputs))
+    dag = runner.run(create_pipeline(config, inputs))
+    # The run's provenance on its run context in ML Metadata, written by the tasks that know it, in their
+    # own process, in every mode (the `airflow dags test` process; a deployment's Celery worker, where
+    # `taxi-pipeline run --airflow-mode scheduler` only triggers and follows): CsvCheck's task, when it has
+    # checked the files, records commit, lock, versions and the sha256 of each span file (its process built
+    # CsvCheck from this very parse of the DAG file, so these are the files it checked); Trainer's task adds
+    # what it trained with. Not the DAG-level callback alone: on a deployment the scheduler's DAG processor
+    # runs it, a while after the run and from a new parse that may already see the next span. Success
+    # callbacks, not tasks: a record that fails is a logged warning, never a failed run.
+    dag.get_task(CSV_CHECK).on_success_callback = _RunStarted(config, inputs)
+    dag.get_task(TRAINER).on_success_callback = _Trained(config, inputs)
+    return dag
 
 
 def run_context_name(pipeline_name: str, dag_run_id: str) -> str:
@@ -56,41 +64,59 @@ def run_context_name(pipeline_name: str, dag_run_id: str) -> str:
     return f"{pipeline_name}.{dag_run_id}"
 
 
-class _RunEnded:
-    """The DAG's end-of-run callback (a class for its short repr: Airflow logs the callable it calls)."""
+class _Callback:
+    """A callback of the training DAG (a class for its short repr: Airflow logs the callable it calls)."""
 
     def __init__(self, config: PipelineConfig, inputs) -> None:
         self.config, self.inputs = config, inputs
 
+    def _record(self, write_name: str, context, log_name: str) -> None:
+        """provenance.<write_name> for the context's DAG run, never raising; what it says goes to the log."""
+        import io
+        import logging
+
+        from pipeline.governance import provenance
+
+        out = io.StringIO()
+        try:
+            run_id = run_context_name(self.config.pipeline_name, context["dag_run"].run_id)
+        except Exception as error:  # a callback context without its DAG run: nothing to record on
+            print(f"Warning: {provenance.NOT_RECORDED}: no DAG run in the callback's context ({error})", file=out)
+        else:
+            provenance.recorded_safely(getattr(provenance, write_name), self.config, self.inputs, run_id, out)
+        log = logging.getLogger(log_name)
+        for line in out.getvalue().splitlines():
+            log.warning("%s", line)
+
+
+class _RunStarted(_Callback):
     def __call__(self, context) -> None:
-        _dag_run_ended(self.config, self.inputs, context)
+        # In the task's process: its own logger writes into the task's log.
+        self._record("record_at_start", context, "airflow.task")
+
+    def __repr__(self) -> str:
+        return f"provenance of a {self.config.pipeline_name} DAG run as it starts"
+
+
+class _Trained(_Callback):
+    def __call__(self, context) -> None:
+        self._record("complete_record", context, "airflow.task")
+
+    def __repr__(self) -> str:
+        return f"provenance of a {self.config.pipeline_name} DAG run: what Trainer trained with"
+
+
+class _RunEnded(_Callback):
+    def __call__(self, context) -> None:
+        from pipeline.monitoring.pipeline_status import write_status_safely
+
+        # The outcome is read from ML Metadata, as every writer of the file does.
+        write_status_safely(self.config, run_ended=True)  # logs a warning on failure; never raises
+        # The record as CsvCheck and Trainer left it; one taken now (checked) when the run stopped before.
+        self._record("complete_record", context, __name__)
 
     def __repr__(self) -> str:
         return f"end of a {self.config.pipeline_name} DAG run: pipeline status and provenance"
-
-
-def _dag_run_ended(config: PipelineConfig, inputs, context) -> None:
-    """Each step says what went wrong in the log and never raises: the DAG run's state is its tasks'."""
-    import io
-    import logging
-
-    from pipeline.governance import provenance
-    from pipeline.monitoring.pipeline_status import write_status_safely
-
-    # The outcome is read from ML Metadata, as every writer of the file does.
-    write_status_safely(config, run_ended=True)  # logs a warning on failure
-    # The environment (commit, lock, versions) as the run ends, the data as this parse of the DAG file
-    # hashed it (checked against what the run's CsvCheck was given), what Trainer trained with.
-    out = io.StringIO()
-    try:
-        run_id = run_context_name(config.pipeline_name, context["dag_run"].run_id)
-    except Exception as error:  # a callback context without its DAG run: nothing to record on
-        print(f"Warning: {provenance.NOT_RECORDED}: no DAG run in the callback's context ({error})", file=out)
-    else:
-        provenance.record_at_end_safely(config, inputs, run_id, out)
-    log = logging.getLogger(__name__)
-    for line in out.getvalue().splitlines():
-        log.warning("%s", line)
 
 
 # Task ids of the monitoring DAG; the record step reads the others' XComs by these.
@@ -239,7 +265,7 @@ def _run_with_airflow(config: PipelineConfig, logical_date: str | None, lock_fds
     state = dag_run_state(output)
     for line in task_lines(output):
         print(line, flush=True)
-    # What the DAG's end-of-run callback said about the run's provenance (changed spans, a record not written).
+    # What the DAG's callbacks said about the run's provenance (changed spans, a record not written).
     for line in provenance_lines(output):
         print(line, flush=True)
     succeeded = process.returncode == 0 and state == "success"
@@ -289,20 +315,21 @@ def gate_findings(output: str) -> list[str]:
 
 
 def _say_if_not_recorded(config: PipelineConfig, run_id: str) -> None:
-    """A warning when the DAG's callback left no record (one it could not write has said why already)."""
+    """A warning when the DAG's callbacks left no record (one they could not write has said why already)."""
     from pipeline import metadata
     from pipeline.governance import provenance
 
     try:
         if provenance.load(metadata.open_store(config.metadata_path), run_id) is None:
-            print(f"Warning: run {run_id}: {provenance.NOT_RECORDED} (the DAG's end-of-run callback did not "
+            print(f"Warning: run {run_id}: {provenance.NOT_RECORDED} (the DAG's callbacks did not "
                   "record it; the full Airflow output named below says why)", flush=True)
     except Exception as error:  # reading it back must not change the run's outcome
         print(f"Warning: run {run_id}: could not read its provenance back: {error}", flush=True)
 
 
 def provenance_lines(output: str) -> list[str]:
-    """The lines provenance.record_at_end printed in the DAG's callback, from `airflow dags test` output."""
+    """What the DAG's provenance callbacks printed (changed spans, a record not written), from `airflow dags test`
+    output."""
     from pipeline.governance import provenance
 
     markers = ("Data changed: ", f"{provenance.NOT_RECORDED}", "span files changed while the run ran")

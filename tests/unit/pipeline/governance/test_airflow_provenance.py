@@ -1,5 +1,6 @@
-"""Provenance of Airflow runs: the training DAG's end-of-run callback records on the run context TFX's
-Airflow launcher made ("<pipeline>.<DAG run id>", type `run`), and `compare` reads it beside a local run's."""
+"""Provenance of Airflow runs: the training DAG's callbacks (CsvCheck's and Trainer's tasks succeeded, the DAG
+run ended) record on the run context TFX's Airflow launcher made ("<pipeline>.<DAG run id>", type `run`), and
+`compare` reads it beside a local run's."""
 from __future__ import annotations
 
 import json
@@ -31,10 +32,8 @@ def config(tmp_path, metadata_path):
                               f"metadata_store={metadata_path}", 'hyperparameters={"batch_size": 32}'])
 
 
-def _airflow_run(recorder, config, dag_run: str, fingerprint: str, learning_rate: float = 0.005) -> None:
-    """CsvCheck and Trainer of a DAG run as TFX's Airflow launcher records them (parameters as properties)."""
-    from tfx.types import standard_artifacts
-
+def _csv_check(recorder, dag_run: str, fingerprint: str) -> None:
+    """CsvCheck of a DAG run as TFX's Airflow launcher records it (its parameters as properties)."""
     store, run = recorder.store, f"{recorder.pipeline_name}.{dag_run}"
     kind = metadata_store_pb2.ExecutionType(name="pipeline.ingest.csv_check.CsvCheck")
     kind.properties[provenance.DATA_FINGERPRINT] = metadata_store_pb2.STRING
@@ -44,6 +43,11 @@ def _airflow_run(recorder, config, dag_run: str, fingerprint: str, learning_rate
     store.put_execution(execution, [], [recorder._context("pipeline", recorder.pipeline_name),
                                         recorder._context("run", run),
                                         recorder._context("component_run", f"{run}.CsvCheck")])
+
+
+def _trainer(recorder, config, dag_run: str, learning_rate: float = 0.005) -> None:
+    from tfx.types import standard_artifacts
+
     model = standard_artifacts.Model()
     model.uri = str(pathlib.Path(config.output_root) / "Trainer" / dag_run)
     extra = pathlib.Path(model.uri) / "Format-Serving" / "assets.extra"
@@ -52,20 +56,34 @@ def _airflow_run(recorder, config, dag_run: str, fingerprint: str, learning_rate
     recorder.execution(dag_run, "Trainer", outputs={"model": [model]}, airflow=True)
 
 
-def _ended(config, inputs, dag_run: str) -> None:
-    """What Airflow calls when the DAG run ends (on_success_callback / on_failure_callback)."""
-    airflow_runner._dag_run_ended(config, inputs, {"dag_run": types.SimpleNamespace(run_id=dag_run)})
+def _context(dag_run: str) -> dict:
+    return {"dag_run": types.SimpleNamespace(run_id=dag_run)}
 
 
-def test_the_dag_run_end_records_commit_lock_data_hashes_and_hyperparameters_on_its_run_context(
+def _airflow_run(recorder, config, inputs, dag_run: str, learning_rate: float = 0.005) -> None:
+    """A DAG run, with the callbacks Airflow calls: CsvCheck's and Trainer's on success, then the DAG's at the end."""
+    _csv_check(recorder, dag_run, inputs.data_version)
+    airflow_runner._RunStarted(config, inputs)(_context(dag_run))
+    _trainer(recorder, config, dag_run, learning_rate)
+    airflow_runner._Trained(config, inputs)(_context(dag_run))
+    airflow_runner._RunEnded(config, inputs)(_context(dag_run))
+
+
+def test_a_dag_run_records_commit_lock_data_hashes_and_hyperparameters_on_its_run_context(
         config, recorder, metadata_path):
     inputs = prepare(config)
-    _airflow_run(recorder, config, DAG_RUN, inputs.data_version)
-    _ended(config, inputs, DAG_RUN)
+    _csv_check(recorder, DAG_RUN, inputs.data_version)
+    airflow_runner._RunStarted(config, inputs)(_context(DAG_RUN))
     store = metadata.open_store(str(metadata_path))
     assert provenance.run_context(store, RUN).type == "run"  # the context TFX's Airflow launcher made
-    loaded = provenance.load(store, RUN)
-    assert loaded is not None and loaded.trained and loaded.data_note == ""
+    started = provenance.load(store, RUN)  # as the run starts: no Trainer yet
+    assert started.data_files == inputs.data_files and not started.trained and started.hyperparameters == {}
+    _trainer(recorder, config, DAG_RUN)
+    airflow_runner._Trained(config, inputs)(_context(DAG_RUN))
+    loaded = provenance.load(metadata.open_store(str(metadata_path)), RUN)
+    assert loaded.trained and loaded.data_note == ""
+    airflow_runner._RunEnded(config, inputs)(_context(DAG_RUN))
+    assert provenance.load(metadata.open_store(str(metadata_path)), RUN) == loaded  # the end changes nothing
     assert loaded.git_commit == provenance.git_state()[0] and len(loaded.git_commit) == 40
     assert loaded.lock_sha256 == provenance.file_sha256(str(provenance.LOCK_FILE))
     assert loaded.data_files == inputs.data_files and len(loaded.data_files) == 2
@@ -73,13 +91,27 @@ def test_the_dag_run_end_records_commit_lock_data_hashes_and_hyperparameters_on_
     assert [s.run_id for s in runs.list_runs(store, "taxi-tips")] == [RUN]
 
 
+def test_the_data_hashed_as_the_run_started_stand_when_the_next_span_is_there_before_its_end(
+        config, recorder, metadata_path):
+    inputs = prepare(config)
+    _csv_check(recorder, DAG_RUN, inputs.data_version)
+    airflow_runner._RunStarted(config, inputs)(_context(DAG_RUN))
+    _trainer(recorder, config, DAG_RUN)
+    write_span(pathlib.Path(config.data_root), 3, shipped_lines(3)[:20])
+    # Trainer's task, and on a deployment the DAG processor's end callback, come from new parses of the DAG
+    # file: they see span 3.
+    airflow_runner._Trained(config, prepare(config))(_context(DAG_RUN))
+    airflow_runner._RunEnded(config, prepare(config))(_context(DAG_RUN))
+    loaded = provenance.load(metadata.open_store(str(metadata_path)), RUN)
+    assert loaded.spans == [1, 2] and loaded.data_files == inputs.data_files and loaded.data_note == ""
+    assert loaded.trained
+
+
 def test_compare_reads_two_airflow_runs_and_an_airflow_run_beside_a_local_one(config, recorder, metadata_path):
     inputs = prepare(config)
-    _airflow_run(recorder, config, DAG_RUN, inputs.data_version)
-    _ended(config, inputs, DAG_RUN)
+    _airflow_run(recorder, config, inputs, DAG_RUN)
     second = "manual__2026-11-02T00:00:00+00:00"
-    _airflow_run(recorder, config, second, inputs.data_version, learning_rate=0.0123)
-    _ended(config, inputs, second)
+    _airflow_run(recorder, config, inputs, second, learning_rate=0.0123)
     store = metadata.open_store(str(metadata_path))
     text = compare.compare(store, "taxi-tips", RUN, f"taxi-tips.{second}")
     marked = [line.split() for line in text.splitlines()[:-1] if line.startswith("* ")]
@@ -94,30 +126,36 @@ def test_compare_reads_two_airflow_runs_and_an_airflow_run_beside_a_local_one(co
     assert text.splitlines()[-1] == "No differences beyond the run ids.", text
 
 
-def test_span_files_that_changed_during_the_run_are_not_recorded_as_read(config, recorder, metadata_path):
+def test_without_a_start_record_the_end_records_hashes_only_if_they_are_what_csv_check_was_given(
+        config, recorder, metadata_path):
     inputs = prepare(config)
-    _airflow_run(recorder, config, DAG_RUN, "0123456789abcdef")  # CsvCheck was given other files
-    _ended(config, inputs, DAG_RUN)
+    _csv_check(recorder, DAG_RUN, "0123456789abcdef")  # CsvCheck failed (no start record), on other files
+    airflow_runner._RunEnded(config, inputs)(_context(DAG_RUN))
     loaded = provenance.load(metadata.open_store(str(metadata_path)), RUN)
-    assert loaded.data_files == {} and loaded.spans == [1, 2]
+    assert loaded.data_files == {} and loaded.spans == [1, 2] and not loaded.trained
     assert loaded.data_note.startswith("span files changed while the run ran (data fingerprint 0123456789abcdef")
-    assert loaded.git_commit != provenance.UNKNOWN and loaded.hyperparameters  # the rest stands
+    assert loaded.git_commit != provenance.UNKNOWN  # the rest stands
     view = compare.view(metadata.open_store(str(metadata_path)), "taxi-tips", RUN)
     assert ("", "data note", loaded.data_note, loaded.data_note) in compare.rows(view, view)
 
+    second = "manual__2026-11-02T00:00:00+00:00"
+    _csv_check(recorder, second, inputs.data_version)  # the same files: recorded
+    airflow_runner._RunEnded(config, inputs)(_context(second))
+    loaded = provenance.load(metadata.open_store(str(metadata_path)), f"taxi-tips.{second}")
+    assert loaded.data_files == inputs.data_files and loaded.data_note == ""
 
-def test_a_span_trained_on_whose_content_changed_is_named_in_the_callbacks_log(config, recorder, caplog):
+
+def test_a_span_trained_on_whose_content_changed_is_named_in_csv_checks_log(config, recorder, caplog):
     inputs = prepare(config)
-    _airflow_run(recorder, config, DAG_RUN, inputs.data_version)
-    _ended(config, inputs, DAG_RUN)
+    _airflow_run(recorder, config, inputs, DAG_RUN)
     changed = pathlib.Path(config.data_root) / "span-2" / "data.csv"
     changed.write_text(changed.read_text() + shipped_lines(2)[20])
     inputs = prepare(config)
     second = "scheduled__2026-11-02T00:00:00+00:00"
-    _airflow_run(recorder, config, second, inputs.data_version)
-    with caplog.at_level(logging.WARNING, logger=airflow_runner.__name__):
-        _ended(config, inputs, second)
-    [line] = [r.getMessage() for r in caplog.records if r.name == airflow_runner.__name__]
+    _csv_check(recorder, second, inputs.data_version)
+    with caplog.at_level(logging.WARNING, logger="airflow.task"):
+        airflow_runner._RunStarted(config, inputs)(_context(second))
+    [line] = [r.getMessage() for r in caplog.records if r.name == "airflow.task"]
     assert line.startswith(f"Data changed: span-2 file {changed} is not what run {RUN} trained on (sha256 ")
     assert provenance.load(metadata.open_store(config.metadata_path), f"taxi-tips.{second}").data_files == \
         inputs.data_files
@@ -126,12 +164,25 @@ def test_a_span_trained_on_whose_content_changed_is_named_in_the_callbacks_log(c
 def test_a_record_that_cannot_be_written_is_a_logged_warning_not_a_failed_callback(config, recorder, caplog):
     inputs = prepare(config)
     recorder.execution("other", "CsvCheck", airflow=True)  # the store exists; the DAG run has no context
-    with caplog.at_level(logging.WARNING, logger=airflow_runner.__name__):
-        _ended(config, inputs, DAG_RUN)
-        airflow_runner._dag_run_ended(config, inputs, {})  # no DAG run in the context at all
-    warnings = [r.getMessage() for r in caplog.records if r.name == airflow_runner.__name__]
-    assert len(warnings) == 2 and all(provenance.NOT_RECORDED in w for w in warnings), warnings
-    assert f"run {RUN}: " in warnings[0] and "no pipeline run" in warnings[0]
+    with caplog.at_level(logging.WARNING):
+        airflow_runner._RunStarted(config, inputs)(_context(DAG_RUN))
+        airflow_runner._Trained(config, inputs)(_context(DAG_RUN))
+        airflow_runner._RunEnded(config, inputs)(_context(DAG_RUN))
+        airflow_runner._RunEnded(config, inputs)({})  # no DAG run in the context at all
+    warnings = [r.getMessage() for r in caplog.records if provenance.NOT_RECORDED in r.getMessage()]
+    assert len(warnings) == 4, [r.getMessage() for r in caplog.records]
+    assert all(f"run {RUN}: " in w and "no pipeline run" in w for w in warnings[:3]), warnings
+
+
+def test_the_dags_csv_check_and_the_dag_itself_carry_the_callbacks(config, tmp_path, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "airflow"))  # read when Airflow is first imported
+    from pipeline.runners.airflow_runner import build_dag
+
+    dag = build_dag(config)
+    assert isinstance(dag.get_task("CsvCheck").on_success_callback, airflow_runner._RunStarted)
+    assert isinstance(dag.get_task("Trainer").on_success_callback, airflow_runner._Trained)
+    assert isinstance(dag.on_success_callback, airflow_runner._RunEnded)
+    assert isinstance(dag.on_failure_callback, airflow_runner._RunEnded)
 
 
 def test_dags_test_output_gives_the_run_id_and_the_callbacks_provenance_lines():
