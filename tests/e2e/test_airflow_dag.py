@@ -96,6 +96,10 @@ def test_dag_run_trains_and_pushes(home, capsys):
     assert record.spans == [1] and record.data_files == {str(span): provenance.file_sha256(str(span))}
     assert record.trained and record.hyperparameters.get("learning_rate", 0) > 0
     assert provenance.NOT_RECORDED not in capsys.readouterr().out
+    # Written by CsvCheck's success callback as the run started, completed by Trainer's and the DAG's own.
+    log = (home / "out" / "airflow" / "dags-test-2026-11-01T000000.log").read_text()
+    assert "Executing callback at index 0: _RunStarted" in log and "Executing callback at index 0: _Trained" in log
+    assert "end of a taxi-tips DAG run" in log
 
 
 def _cli(home: pathlib.Path, *args: str) -> tuple[int, str]:

@@ -130,11 +130,8 @@ def test_run_on_the_deployment_pushes_with_tasks_spread_over_both_workers(stack,
     config_store = metadata.open_store(_metadata_url(stack))
     tfx_run = next(r for r in metadata.run_ids(config_store, "taxi-tips") if r.endswith(run_id))
     assert {n.node_id: n.state for n in metadata.node_runs(config_store, tfx_run)}["Pusher"] == "COMPLETE"
-    # Its provenance, recorded by the DAG's end-of-run callback in the scheduler's DAG processor (after the
-    # run's state is final, so it may come a little after `run` returned).
-    deadline = time.monotonic() + 180
-    while (record := provenance.load(config_store, tfx_run)) is None and time.monotonic() < deadline:
-        time.sleep(2)
+    # Its provenance, written on the workers by CsvCheck's task as the run started and Trainer's when it was done.
+    record = provenance.load(config_store, tfx_run)
     assert record is not None and record.trained and record.hyperparameters, record
     assert len(record.git_commit) == 40 and record.lock_sha256 == provenance.lock_sha256()
     assert list(record.data_files) == [str(stack.data / "span-1" / "data.csv")] and not record.data_note
