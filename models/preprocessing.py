@@ -27,9 +27,46 @@ def big_tip_label(tips: tf.Tensor, fare: tf.Tensor) -> tf.Tensor:
     return tf.cast(tips > fare * F.BIG_TIP_SHARE, tf.int64)
 
 
+def z_score(value: tf.Tensor) -> tf.Tensor:
+    """(value - mean) / standard deviation over the data, as tft.scale_to_z_score, the statistics taken in float64.
+
+    TFT computes each batch's statistics in the input's type and then merges the batches, and
+    Beam sizes Transform's batches by how long they take: in float32 the statistics' last bits
+    followed where the batches were cut (two Transform runs on the same rows gave z-scores up
+    to 5e-7 apart). In float64 the batches' rounding stays near 1e-16, far below the float32
+    the statistics are rounded to before use; subtraction and division are exact IEEE
+    operations, so every value then comes out the same in any batch. One analyzer gives both
+    moments (the means of x and x^2; the variance is their difference, exact enough in float64
+    for values whose mean is not 10^4 standard deviations from 0), which keeps Transform as
+    fast as with scale_to_z_score.
+    """
+    value = tf.cast(value, tf.float32)
+    wide = tf.cast(value, tf.float64)
+    moments = tft.mean(tf.stack([wide, wide * wide], axis=1), reduce_instance_dims=False)
+    mean, variance = moments[0], tf.maximum(moments[1] - moments[0] * moments[0], 0.0)
+    centred = value - tf.cast(mean, tf.float32)
+    deviation = tf.cast(tf.sqrt(variance), tf.float32)
+    return tf.where(deviation > 0, centred / deviation, centred)
+
+
+def log1p(value: tf.Tensor) -> tf.Tensor:
+    """log(1 + value) of a float32 tensor, each element's result independent of the batch it is in.
+
+    TensorFlow's CPU log1p (and log) computes whole SIMD packets with one approximation and
+    the elements left over at a batch's end with another, one ulp apart on about a fifth of
+    values: the same row got another value in a batch of another size. Transform's batches
+    are sized by time, so its output changed from run to run. Computed in float64 and rounded
+    to float32, the two paths agree unless the float64 result lies within an ulp of a float32
+    rounding boundary (about 2e-9 of values). log(1 + x) rather than log1p: TensorFlow Lite
+    runs a float64 Log as a select TF op and has no float64 Log1p; 1 + x is exact in float64
+    for every float32 x above 2^-29, and below that the result is off by at most 1.2e-16.
+    """
+    return tf.cast(tf.math.log(1.0 + tf.cast(value, tf.float64)), tf.float32)
+
+
 def log_z_score(value: tf.Tensor) -> tf.Tensor:
     """z-score of log1p(value), negatives as 0: long tails stop squashing everyone else near 0."""
-    return tft.scale_to_z_score(tf.math.log1p(tf.maximum(tf.cast(value, tf.float32), 0.0)))
+    return z_score(log1p(tf.maximum(tf.cast(value, tf.float32), 0.0)))
 
 
 def derived_feature(feature: F.DerivedFeature, raw: dict, ids: dict) -> tf.Tensor:
@@ -52,7 +89,7 @@ def preprocessing_fn(inputs: dict) -> dict:
     for feature in F.FEATURES:
         value = raw[feature.name] = fill_missing(inputs[feature.name], feature.default)
         if feature.kind == "zscore":
-            outputs[feature.transformed_name] = tft.scale_to_z_score(tf.cast(value, tf.float32))
+            outputs[feature.transformed_name] = z_score(value)
         elif feature.kind == "log_zscore":
             outputs[feature.transformed_name] = log_z_score(value)
         elif feature.kind == "bucket":
