@@ -89,13 +89,15 @@ def dataset(files: list[str], transform_output: tft.TFTransformOutput, batch_siz
     spec = transform_output.transformed_feature_spec()
 
     def parse(serialized):
-        features = tf.io.parse_example(serialized, spec)
+        return tf.io.parse_example(serialized, spec)
+
+    def split_label(features):
+        features = dict(features)
         return features, features.pop(F.TRANSFORMED_LABEL_KEY)
 
     paths = [path for pattern in files for path in tf.io.gfile.glob(pattern)]
-    return (seeding.in_content_order(tf.data.TFRecordDataset(paths, compression_type="GZIP"))
-            .batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
-            .cache().repeat().prefetch(tf.data.AUTOTUNE))
+    rows = seeding.in_content_order(tf.data.TFRecordDataset(paths, compression_type="GZIP"), parse)
+    return rows.batch(batch_size).map(split_label).cache().repeat().prefetch(tf.data.AUTOTUNE)
 
 
 def train(model: tf.keras.Model, train: tf.data.Dataset, evaluation: tf.data.Dataset,
