@@ -51,6 +51,17 @@ def embedding_size(ids: int, largest: int) -> int:
     return max(2, min(largest, round(2 * ids ** 0.25)))
 
 
+def probability(logit: tf.Tensor) -> tf.Tensor:
+    """The sigmoid of `logit`, each row's value independent of the batch it is computed in.
+
+    TensorFlow's CPU sigmoid computes whole SIMD packets with one approximation and the rows
+    left over at a batch's end with another, one ulp apart: Evaluator batches rows by time, so
+    a run's predictions (and the sums in calibration) changed in their last bits from run to
+    run. In float64, rounded to float32, both agree but for about 2e-9 of values.
+    """
+    return tf.cast(tf.math.sigmoid(tf.cast(logit, tf.float64)), tf.float32)
+
+
 def build_model(hparams: Hyperparameters) -> tf.keras.Model:
     inputs, encoded = {}, []
     for feature in F.MODEL_INPUTS:
@@ -77,7 +88,7 @@ def build_model(hparams: Hyperparameters) -> tf.keras.Model:
         logit = tf.keras.layers.Dot(axes=1)([logits, choice])
     else:
         logit = tf.keras.layers.Dense(1)(hidden)
-    output = tf.keras.layers.Activation("sigmoid", name="tip_probability")(logit)
+    output = tf.keras.layers.Activation(probability, name="tip_probability")(logit)
     model = tf.keras.Model(inputs=inputs, outputs=output)
     # No XLA: compiling the update step costs more than it saves on a model this small.
     model.optimizer = tf.keras.optimizers.Adam(hparams.learning_rate, jit_compile=False)
