@@ -508,7 +508,8 @@ def profile_evaluator(metadata_path: str, profile_path: str | None, beam_profile
         profiler.disable()
     seconds, cpu = time.monotonic() - started, time.process_time() - cpu_started
     print(f"{'TFX' if stock else 'the pipeline'}'s Evaluator executor again on execution {execution.id}: "
-          f"{seconds:.1f} s wall, {cpu:.1f} s CPU" + (f" (under cProfile); profile: {profile_path}" if profiler else ""))
+          f"{seconds:.1f} s wall, {cpu:.1f} s CPU"
+          + (f" (under cProfile); profile: {profile_path}" if profiler else ""))
     if profiler:
         profiler.dump_stats(profile_path)
         stats = pstats.Stats(profile_path)
@@ -533,7 +534,8 @@ def main() -> None:
     parser.add_argument("--rerun-evaluator", action="store_true",
                         help="as --profile-evaluator, timed without cProfile")
     parser.add_argument("--stock-executor", action="store_true",
-                        help="with --profile-evaluator/--rerun-evaluator: TFX's own Evaluator executor, not the pipeline's")
+                        help="with --profile-evaluator/--rerun-evaluator: TFX's own Evaluator executor, "
+                             "not the pipeline's")
     args = parser.parse_args()
     if not (args.metadata or args.output_root):
         parser.error("give --output-root or --metadata")
