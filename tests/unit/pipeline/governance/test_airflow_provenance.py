@@ -13,7 +13,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import metadata
 from pipeline.config import load_config
-from pipeline.governance import compare, provenance, runs
+from pipeline.governance import compare, provenance, reproduce, runs
 from pipeline.prepare import prepare
 from pipeline.runners import airflow_runner
 from tests.conftest import shipped_lines, write_span
@@ -127,7 +127,7 @@ def test_compare_reads_two_airflow_runs_and_an_airflow_run_beside_a_local_one(co
 
 
 def test_without_a_start_record_the_end_records_hashes_only_if_they_are_what_csv_check_was_given(
-        config, recorder, metadata_path):
+        config, recorder, metadata_path, monkeypatch, tmp_path):
     inputs = prepare(config)
     _csv_check(recorder, DAG_RUN, "0123456789abcdef")  # CsvCheck failed (no start record), on other files
     airflow_runner._RunEnded(config, inputs)(_context(DAG_RUN))
@@ -137,6 +137,10 @@ def test_without_a_start_record_the_end_records_hashes_only_if_they_are_what_csv
     assert loaded.git_commit != provenance.UNKNOWN  # the rest stands
     view = compare.view(metadata.open_store(str(metadata_path)), "taxi-tips", RUN)
     assert ("", "data note", loaded.data_note, loaded.data_note) in compare.rows(view, view)
+    # `reproduce` of a version that run pushed refuses with the note, not as a run on remote data.
+    monkeypatch.setattr(compare, "run_of_version", lambda store, version: RUN)
+    with pytest.raises(reproduce.ReproduceError, match=r"cannot be re-run as recorded: span files changed while"):
+        reproduce.plan(config, "1796000000", tmp_path / "reproduce")
 
     second = "manual__2026-11-02T00:00:00+00:00"
     _csv_check(recorder, second, inputs.data_version)  # the same files: recorded
