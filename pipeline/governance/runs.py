@@ -91,8 +91,10 @@ def _monitor_summary(item: monitor_record.MonitorPass) -> RunSummary:
 def format_runs(summaries: list[RunSummary]) -> str:
     if not summaries:
         return "No runs recorded yet."
-    lines = [f"{'started (UTC)':20s} {'duration':>9s}  {'run':34s} outcome"]
+    # As wide as the longest run id: an Airflow run's (<pipeline>.<DAG run id>) is about 45 characters.
+    width = max([34] + [len(s.run_id) for s in summaries])
+    lines = [f"{'started (UTC)':20s} {'duration':>9s}  {'run':{width}s} outcome"]
     for s in summaries:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(s.started))
-        lines.append(f"{started:20s} {s.seconds:8.1f}s  {s.run_id:34s} {s.outcome}")
+        lines.append(f"{started:20s} {s.seconds:8.1f}s  {s.run_id:{width}s} {s.outcome}")
     return "\n".join(lines)

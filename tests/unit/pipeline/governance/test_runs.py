@@ -32,8 +32,12 @@ def test_runs_table_has_utc_start_duration_run_id_and_outcome_aligned():
 
 def test_a_long_run_id_does_not_swallow_the_outcome():
     run_id = "taxi-tips.scheduled__2026-01-01T00:00:00+00:00"
-    [_, line] = format_runs([RunSummary(run_id, NEW_YEAR, 1.0, "FAILED at Trainer")]).splitlines()
+    summaries = [RunSummary(run_id, NEW_YEAR, 1.0, "FAILED at Trainer"),
+                 RunSummary("2026-01-01T00:00:00.000000", NEW_YEAR, 2.0, "pushed 1")]
+    header, line, local = format_runs(summaries).splitlines()
     assert line.endswith(f"{run_id} FAILED at Trainer")
+    # The column widens for it, so the outcomes still line up under their header.
+    assert header.index("outcome") == line.index("FAILED") == local.index("pushed")
 
 
 def artifact(**custom) -> metadata_store_pb2.Artifact:
