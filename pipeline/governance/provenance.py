@@ -225,10 +225,11 @@ def complete_record(config: PipelineConfig, inputs, run_id: str, out: TextIO) ->
     CsvCheck was given: when the files changed in between, the hashes are not what the run read, so none are
     recorded and data_note says why.
     """
-    started = load(metadata.open_store(config.metadata_path), run_id)
+    store = metadata.open_store(config.metadata_path)
+    started = load(store, run_id)
     if started is None:
         started = collect(config, inputs)
-        ran_with = data_fingerprint_ran_with(metadata.open_store(config.metadata_path), run_id)
+        ran_with = data_fingerprint_ran_with(store, run_id)
         if ran_with is not None and started.data_files and ran_with != inputs.data_version:
             started = dataclasses.replace(
                 started, data_files={},

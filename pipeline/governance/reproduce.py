@@ -104,7 +104,8 @@ def plan(config: PipelineConfig, version: str, work_dir: pathlib.Path) -> Plan:
     record = provenance.load(store, run_id)
     if record is None:
         raise ReproduceError(f"version {version} was pushed by run {run_id}, which has no provenance record (it "
-                             "ran before runs were recorded); it cannot be re-run as recorded")
+                             "ran before runs were recorded, or its record failed: a warning in its log says "
+                             "why); it cannot be re-run as recorded")
     if record.data_note:  # the files' hashes were not recorded, and the note says why
         raise ReproduceError(f"run {run_id} cannot be re-run as recorded: {record.data_note}")
     if not record.data_files or not all(record.data_files.values()):
