@@ -1,4 +1,4 @@
-"""Evaluator floor: the work of the pipeline's TFMA Evaluator done directly, in one process.
+"""Evaluator floor: the work of the pipeline's Evaluator done directly, in one process.
 
 Given a finished pipeline run (its ML Metadata store), it finds the newest Evaluator
 execution and what that execution read: the eval split of ExampleGen's examples, the
@@ -17,12 +17,17 @@ imports:
   each and the upper end of the AUC change's interval; 95% intervals by the same
   20-bucket jackknife TFMA runs.
 
+This is the work the pipeline's bulk Evaluator executor does (pipeline/evaluation/
+bulk_evaluation.py, whose functions it calls), without the executor around it: ML Metadata,
+the launcher, TFMA's writers and validator, the blessing. Evaluator / floor is what that
+costs; with TFX's own executor (--stock-executor) it was about 40 at 10^5 rows.
+
 It then reads what Evaluator wrote (`tfma.load_metrics` on the ModelEvaluation artifact)
 and compares every point value on every slice: "metrics agree: yes (N slices)" when the
 slices are the same and no value differs by more than 1e-6. Interval bounds and
 auc_change_upper_bound (an interval bound) are reported but not held to 1e-6: TFMA assigns
-examples to its jackknife buckets with an unseeded random generator, so two Evaluator
-runs on the same rows disagree there too.
+examples to its jackknife buckets at random (the bulk executor by a hash of each example),
+and the floor draws its own.
 
     python benchmarks/evaluator_floor.py --output-root out                # newest Evaluator run there
     python benchmarks/evaluator_floor.py --output-root out --json floor.json
@@ -32,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import glob
 import json
 import math
 import os
@@ -49,9 +53,6 @@ import tf_environment  # noqa: E402,F401  (before anything imports TensorFlow)
 
 TOLERANCE = 1e-6
 JACKKNIFE_BUCKETS = 20  # TFMA's _DEFAULT_NUM_JACKKNIFE_BUCKETS
-HISTOGRAM_BUCKETS = 10_000  # TFMA's calibration histogram (DEFAULT_NUM_BUCKETS)
-EPSILON = 1e-7  # TFMA's binary_confusion_matrices._EPSILON
-DECISION_THRESHOLD = 0.5  # Precision, Recall, BinaryAccuracy without a threshold
 # Metrics whose written value is an interval bound, not a point value (see the docstring).
 INTERVAL_METRICS = ("auc_change_upper_bound",)
 
@@ -67,6 +68,8 @@ class EvaluatorRun:
     floor: float  # the slice floor's (min_slice_auc, min_slice_examples), from the EvalConfig's class name
     min_examples: int
     num_thresholds: int
+    execution_id: int = 0
+    blessing_uri: str | None = None  # its ModelBlessing, when the EvalConfig has thresholds
 
 
 # ---------------------------------------------------------------------------------------
@@ -108,7 +111,8 @@ def find_evaluator_run(metadata_path: str, execution_id: int | None = None) -> E
         raise SystemExit("the EvalConfig has no named slice floor (SliceAUCShortfall_floor_..._min_...)")
     return EvaluatorRun(evaluation_uri=uris["evaluation"], examples_uri=uris["examples"], split=splits[0],
                         models=dict(model_locations), baseline=baseline, floor=floor, min_examples=min_examples,
-                        num_thresholds=coarse_auc.THRESHOLDS)
+                        num_thresholds=coarse_auc.THRESHOLDS, execution_id=execution.id,
+                        blessing_uri=uris.get("blessing"))
 
 
 def slicing_specs() -> list[tuple[str, ...]]:
@@ -118,208 +122,22 @@ def slicing_specs() -> list[tuple[str, ...]]:
 
 
 # ---------------------------------------------------------------------------------------
-# The work: read, predict, slice, metrics.
+# The work: read, predict, slice, metrics (the pipeline's bulk Evaluator's own functions).
 
-def read_examples(examples_uri: str, split: str, batch_size: int) -> np.ndarray:
-    """Every serialized tf.Example of the split, as one numpy array of bytes."""
-    import tensorflow as tf
-    files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch_size)
-    return np.concatenate([batch.numpy() for batch in dataset])
-
-
-def load_model(model_path: str):
-    import tensorflow as tf
-    return tf.saved_model.load(model_path)
-
-
-def predict(loaded, examples: np.ndarray, batch_size: int, label_key: str) -> tuple[np.ndarray, np.ndarray]:
+def predict(model_path: str, examples: np.ndarray, label_key: str) -> tuple[np.ndarray, np.ndarray]:
     """(predictions, labels) of one model: its serving_default and transform_features on large batches."""
-    import tensorflow as tf
-    serve, transform = loaded.signatures["serving_default"], loaded.signatures["transform_features"]
-    predictions, labels = [], []
-    for start in range(0, len(examples), batch_size):
-        batch = tf.constant(examples[start:start + batch_size])
-        output = serve(examples=batch)
-        (prediction,) = output.values()  # the model has one output, the tip probability
-        predictions.append(prediction.numpy().reshape(-1))
-        labels.append(transform(examples=batch)[label_key].numpy().reshape(-1))
-    # TFMA reads float32 predictions as Python floats: the same float64 values.
-    return np.concatenate(predictions).astype(np.float64), np.concatenate(labels).astype(np.float64)
+    from tensorflow_model_analysis.proto import config_pb2
 
-
-def slice_values(examples: np.ndarray, names: list[str], batch_size: int) -> dict[str, np.ndarray]:
-    """Raw values of the slicing features, an object array per feature with None where the example has none."""
-    import tensorflow as tf
-
-    from models import features as F
-    spec = {name: tf.io.RaggedFeature(F.FEATURES_BY_NAME[name].dtype) for name in names}
-    columns: dict[str, list] = {name: [] for name in names}
-    for start in range(0, len(examples), batch_size):
-        parsed = tf.io.parse_example(tf.constant(examples[start:start + batch_size]), spec)
-        for name in names:
-            lengths = parsed[name].row_lengths().numpy()
-            if lengths.max(initial=0) > 1:
-                raise SystemExit(f"{name} has several values in an example; the floor slices single values")
-            values = parsed[name].flat_values.numpy()
-            column = np.full(len(lengths), None, dtype=object)
-            # TFMA's slice keys hold strings (decoded bytes) and ints.
-            column[lengths == 1] = [v.decode() if isinstance(v, bytes) else int(v) for v in values]
-            columns[name].append(column)
-    return {name: np.concatenate(parts) for name, parts in columns.items()}
-
-
-def slice_membership(values: dict[str, np.ndarray], specs: list[tuple[str, ...]], n: int
-                     ) -> tuple[np.ndarray, np.ndarray, list[tuple]]:
-    """(example index, slice index) pairs for every example in every slice, and each slice's key.
-
-    A slice key is a sorted tuple of (feature, value); () is the whole split. As in TFMA, an
-    example is in no slice of a spec whose features it lacks.
-    """
-    example_index, slice_index, keys = [], [], []
-    for spec in specs:
-        present = np.ones(n, dtype=bool)
-        for name in spec:
-            present &= values[name] != None  # noqa: E711 (element-wise on an object array)
-        rows = np.flatnonzero(present)
-        if not spec:
-            groups, labels = np.zeros(n, dtype=np.int64), [()]
-        else:
-            # One code per combination of values: factorise each feature, then their cross.
-            code = np.zeros(len(rows), dtype=np.int64)
-            uniques = []
-            for name in spec:
-                unique, inverse = _factorise(values[name][rows])
-                uniques.append(unique)
-                code = code * len(unique) + inverse
-            combos, groups = np.unique(code, return_inverse=True)
-            labels = []
-            for combo in combos:
-                parts, rest = [], int(combo)
-                for name, unique in reversed(list(zip(spec, uniques))):
-                    rest, index = divmod(rest, len(unique))
-                    value = unique[index]
-                    parts.append((name, value.item() if hasattr(value, "item") else value))
-                labels.append(tuple(sorted(parts)))
-        example_index.append(rows)
-        slice_index.append(groups + len(keys))
-        keys.extend(labels)
-    return np.concatenate(example_index), np.concatenate(slice_index), keys
-
-
-def _factorise(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct values, index of each row's value) of an object array of str or int."""
-    typed = column.astype(str) if len(column) and isinstance(column[0], str) else column.astype(np.int64)
-    return np.unique(typed, return_inverse=True)
-
-
-def _rebin_index(num_thresholds: int) -> np.ndarray:
-    """For each of TFMA's calibration-histogram buckets, its bucket in the histogram rebinned to the
-    AUC's thresholds (calibration_histogram.rebin with the thresholds binary_confusion_matrices gives it)."""
-    inner = [(i + 1) * 1.0 / (num_thresholds - 1) for i in range(num_thresholds - 2)]
-    thresholds = [-EPSILON] + inner + [1.0 + EPSILON]
-    rebin_thresholds = np.array([t + EPSILON if t != 0 else t for t in thresholds])
-    bucket = np.arange(HISTOGRAM_BUCKETS + 2)
-    lower_edge = (bucket - 1) / HISTOGRAM_BUCKETS * (1.0 - 0.0) + 0.0
-    lower_edge[0], lower_edge[-1] = -np.inf, np.inf  # the under- and overflow buckets
-    # rebin walks the buckets in order and moves on at each threshold the bucket's edge reaches.
-    return np.searchsorted(rebin_thresholds[1:], lower_edge, side="right")
-
-
-def _histogram_bucket(predictions: np.ndarray) -> np.ndarray:
-    """_CalibrationHistogramCombiner._bucket_index: truncated, with under- and overflow buckets."""
-    index = (predictions - 0.0) / 1.0 * HISTOGRAM_BUCKETS + 1
-    return np.floor(np.clip(index, 0, HISTOGRAM_BUCKETS + 1)).astype(np.int64)
-
-
-def _divide(numerator: np.ndarray, denominator: np.ndarray, positive_only: bool = True) -> np.ndarray:
-    """numerator / denominator, NaN where TFMA gives NaN (denominator <= 0, or close to 0 for the means)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        result = numerator / denominator
-    bad = denominator <= 0 if positive_only else np.isclose(denominator, 0.0)
-    return np.where(bad, np.nan, result)
-
-
-def _auc(positives: np.ndarray, negatives: np.ndarray) -> np.ndarray:
-    """TFMA's AUC (ROC, interpolation) from rebinned histograms, over the last axis."""
-    # Confusion matrices at each threshold: tp/fp count the buckets at or above it.
-    tp = np.cumsum(positives[..., ::-1], axis=-1)[..., ::-1]
-    fp = np.cumsum(negatives[..., ::-1], axis=-1)[..., ::-1]
-    fn = positives.sum(axis=-1, keepdims=True) - tp
-    tn = negatives.sum(axis=-1, keepdims=True) - fp
-    # The last threshold (1 + epsilon) matches nothing: TFMA sets it so explicitly.
-    fn[..., -1], tn[..., -1] = tp[..., 0], fp[..., 0]
-    tp[..., -1], fp[..., -1] = 0.0, 0.0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        recall = tp / (tp + fn)
-        fp_rate = fp / (fp + tn)
-    heights = (recall[..., :-1] + recall[..., 1:]) / 2.0
-    return np.nansum((fp_rate[..., :-1] - fp_rate[..., 1:]) * heights, axis=-1)
-
-
-def model_metrics(predictions: np.ndarray, labels: np.ndarray, buckets: np.ndarray, example_index: np.ndarray,
-                  slice_index: np.ndarray, num_slices: int, run: EvaluatorRun) -> dict[str, np.ndarray]:
-    """Every metric of one model, shape (slices, 1 + jackknife buckets): column 0 on all the slice's
-    examples, column 1 + j leaving out jackknife bucket j (TFMA's delete-d samples)."""
-    J = JACKKNIFE_BUCKETS
-    label, prediction = labels[example_index], predictions[example_index]
-    cell = slice_index * J + buckets[example_index]
-    size = num_slices * J
-
-    def per_cell(weights: np.ndarray | None) -> np.ndarray:
-        parts = np.bincount(cell, weights=weights, minlength=size).astype(np.float64).reshape(num_slices, J)
-        # Column 0 the whole slice, then each sample without one bucket.
-        total = parts.sum(axis=1, keepdims=True)
-        return np.concatenate([total, total - parts], axis=1)
-
-    positive = label == 1.0  # TFMA's confusion matrix at a threshold, fractional labels on
-    above = prediction > DECISION_THRESHOLD
-    count, label_sum, prediction_sum = per_cell(None), per_cell(label), per_cell(prediction)
-    tp, fp = per_cell((positive & above).astype(np.float64)), per_cell((~positive & above).astype(np.float64))
-    tn, fn = per_cell((~positive & ~above).astype(np.float64)), per_cell((positive & ~above).astype(np.float64))
-
-    # AUC: histogram of labels and examples per slice, jackknife bucket and rebinned threshold.
-    rebin = _rebin_index(run.num_thresholds)[_histogram_bucket(prediction)]
-    R = run.num_thresholds
-    hist_cell = cell * R + rebin
-    pos = np.bincount(hist_cell, weights=label, minlength=size * R).reshape(num_slices, J, R)
-    examples = np.bincount(hist_cell, minlength=size * R).astype(np.float64).reshape(num_slices, J, R)
-    neg = examples - pos
-    pos_total, neg_total = pos.sum(axis=1, keepdims=True), neg.sum(axis=1, keepdims=True)
-    auc = _auc(np.concatenate([pos_total, pos_total - pos], axis=1),
-               np.concatenate([neg_total, neg_total - neg], axis=1))
-
-    mean_label = _divide(label_sum, count, positive_only=False)
-    # The slice floor's shortfall (slice_floor.shortfall), on the same AUC.
-    positives = count * mean_label
-    gated = (np.round(positives) >= run.min_examples) & (np.round(count - positives) >= run.min_examples)
-    return {
-        "example_count": count,
-        "binary_accuracy": _divide(tp + tn, tp + fp + tn + fn),
-        "precision": _divide(tp, tp + fp),
-        "recall": _divide(tp, tp + fn),
-        "calibration": _divide(prediction_sum, label_sum, positive_only=False),
-        "mean_label": mean_label,
-        "mean_prediction": _divide(prediction_sum, count, positive_only=False),
-        "auc": auc,
-        "slice_auc_shortfall": np.where(gated, np.maximum(0.0, run.floor - auc), 0.0),
-    }
-
-
-def _interval(samples: np.ndarray, point: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """TFMA's jackknife interval (jackknife._JackknifeSampleCombineFn, math_util): (lower, upper)."""
-    from scipy import stats
-    J = samples.shape[-1]
-    pseudo = point[..., None] * J - samples * (J - 1)
-    std_error = np.std(pseudo, axis=-1, ddof=1) / math.sqrt(J)
-    mean = samples.mean(axis=-1)
-    t = stats.t.ppf(0.975, J - 1)
-    return mean - std_error * t, mean + std_error * t
+    from pipeline.evaluation import bulk_evaluation
+    spec = config_pb2.ModelSpec(signature_name="serving_default", preprocessing_function_names=["transform_features"],
+                                label_key=label_key)
+    return bulk_evaluation.score(model_path, spec, examples, raw_labels=None)
 
 
 def compute(run: EvaluatorRun, batch_size: int, seed: int = 0) -> tuple[dict, dict, dict]:
     """The floor: (metrics, intervals, seconds per phase). metrics[slice key][(name, model, is_diff)] = value."""
     from models import features as F
+    from pipeline.evaluation import bulk_evaluation, bulk_metrics
     timings: dict[str, float] = {}
     cpu: dict[str, float] = {}
 
@@ -330,20 +148,22 @@ def compute(run: EvaluatorRun, batch_size: int, seed: int = 0) -> tuple[dict, di
         return now
 
     mark = (time.monotonic(), time.process_time())
-    examples = read_examples(run.examples_uri, run.split, batch_size)
+    bulk_evaluation.BATCH_SIZE = batch_size
+    examples = bulk_evaluation.read_examples([os.path.join(run.examples_uri, f"Split-{run.split}")])
     mark = phase("read", mark)
-    loaded = {name: load_model(path) for name, path in run.models.items()}
-    mark = phase("load models", mark)
-    scored = {name: predict(model, examples, batch_size, F.TRANSFORMED_LABEL_KEY) for name, model in loaded.items()}
-    mark = phase("predict", mark)
+    scored = {name: predict(path, examples, F.TRANSFORMED_LABEL_KEY) for name, path in run.models.items()}
+    mark = phase("load models and predict", mark)
     specs = slicing_specs()
     names = list(dict.fromkeys(name for spec in specs for name in spec))
-    example_index, slice_index, keys = slice_membership(slice_values(examples, names, batch_size), specs,
-                                                        len(examples))
+    example_index, slice_index, keys = bulk_metrics.slice_membership(
+        bulk_evaluation.feature_columns(examples, names), specs, len(examples))
     mark = phase("slice", mark)
     # One jackknife bucket per example, shared by both models as in TFMA (they are one extract).
     buckets = np.random.default_rng(seed).integers(JACKKNIFE_BUCKETS, size=len(examples))
-    per_model = {name: model_metrics(predictions, labels, buckets, example_index, slice_index, len(keys), run)
+    settings = bulk_metrics.Settings(num_thresholds=run.num_thresholds, floor=run.floor,
+                                     min_examples=run.min_examples)
+    per_model = {name: bulk_metrics.model_metrics(predictions, labels, buckets, example_index, slice_index,
+                                                  len(keys), settings)
                  for name, (predictions, labels) in scored.items()}
     # Differences, candidate - baseline, per sample as TFMA computes them.
     columns: dict[tuple[str, str, bool], np.ndarray] = {}
@@ -361,7 +181,7 @@ def compute(run: EvaluatorRun, batch_size: int, seed: int = 0) -> tuple[dict, di
     for key, values in columns.items():
         if key[0] == "example_count" and not key[2]:
             continue  # TFMA computes no interval for the count itself
-        lower, upper = _interval(values[:, 1:], values[:, 0])
+        lower, upper = bulk_metrics.interval(values)
         intervals[key] = (np.where(has_interval, lower, np.nan), np.where(has_interval, upper, np.nan))
     if run.baseline is not None:
         auc_key = ("auc", candidate, True)
@@ -454,10 +274,11 @@ def compare(floor: dict, floor_intervals: dict, written: dict, written_intervals
 # Profiling the real Evaluator on the same inputs.
 
 def profile_evaluator(metadata_path: str, profile_path: str | None, beam_profile: str, execution_id: int | None,
-                      stock: bool = False, top: int = 30) -> dict:
+                      stock: bool = False, top: int = 30, work: pathlib.Path | None = None) -> dict:
     """Run the pipeline's Evaluator executor (TFX's own with `stock`) again on the inputs and exec
-    properties of the recorded execution, in this process, into a temporary folder; with a
-    `profile_path`, under cProfile, printing the top costs."""
+    properties of the recorded execution, in this process, into `work` (default a temporary
+    folder); with a `profile_path`, under cProfile, printing the top costs. Returns the timing and
+    the evaluation and blessing folders it wrote."""
     import cProfile
     import pstats
     import tempfile
@@ -492,7 +313,7 @@ def profile_evaluator(metadata_path: str, profile_path: str | None, beam_profile
                 json.loads(recorded.properties["split_names"].string_value))
         inputs.setdefault(key, []).append(made)
     exec_properties = {name: metadata.custom_value(execution, name) for name in execution.custom_properties}
-    work = pathlib.Path(tempfile.mkdtemp(prefix="evaluator-profile-"))
+    work = work or pathlib.Path(tempfile.mkdtemp(prefix="evaluator-profile-"))
     evaluation, blessing = standard_artifacts.ModelEvaluation(), standard_artifacts.ModelBlessing()
     evaluation.uri, blessing.uri = str(work / "evaluation"), str(work / "blessing")
     context = base_beam_executor.BaseBeamExecutor.Context(
@@ -515,7 +336,8 @@ def profile_evaluator(metadata_path: str, profile_path: str | None, beam_profile
         stats = pstats.Stats(profile_path)
         stats.sort_stats("cumulative").print_stats(top)
         stats.sort_stats("tottime").print_stats(top)
-    return {"wall_s": seconds, "cpu_s": cpu, "profile": profile_path}
+    return {"wall_s": seconds, "cpu_s": cpu, "profile": profile_path, "evaluation": evaluation.uri,
+            "blessing": blessing.uri}
 
 
 # ---------------------------------------------------------------------------------------
