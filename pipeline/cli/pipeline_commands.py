@@ -18,7 +18,8 @@ def add_commands(commands, add_config_options) -> None:
                     "Airflow home under <output_root>/airflow; with --airflow-mode scheduler it triggers "
                     "the DAG on the running deployment AIRFLOW_HOME names (its scheduler and workers run "
                     "the tasks, with the settings of its TAXI_PIPELINE_CONFIG) and follows the run to "
-                    "its end. Unchanged inputs and code are served from TFX's cache either way.")
+                    "its end. Unchanged inputs and code are served from TFX's cache either way; locally, a run "
+                    "with nothing changed since the last finished one stops at once and says so.")
     run.add_argument("--runner", choices=("local", "airflow"), default="local")
     run.add_argument("--airflow-mode", choices=("test", "scheduler"), default="test",
                      help="test: `airflow dags test` here; scheduler: trigger and follow on a deployment")
@@ -39,6 +40,8 @@ def add_commands(commands, add_config_options) -> None:
 def _run(args: argparse.Namespace, config: PipelineConfig) -> int:
     try:
         if args.runner == "local":
+            if _nothing_changed(config):
+                return 0
             from pipeline.runners.local_runner import run_local
             return 0 if run_local(config).succeeded else 1
         if args.airflow_mode == "scheduler":
@@ -48,6 +51,26 @@ def _run(args: argparse.Namespace, config: PipelineConfig) -> int:
     except ValueError as error:  # what preparing the pipeline found wrong in the settings' paths
         print(f"taxi-pipeline: {error}", file=sys.stderr)
         return 2
+
+
+def _nothing_changed(config: PipelineConfig) -> bool:
+    """Says so and returns True when a run would come wholly from the cache (runners/up_to_date.py):
+    checked before TensorFlow and TFX are imported, so such a rerun answers in about a second."""
+    from pipeline.monitoring import pipeline_status
+    from pipeline.runners import up_to_date
+
+    last = up_to_date.unchanged_since(config)
+    if last is None:
+        return False
+    up_to_date.confirm(config, last)
+    warning = pipeline_status.write_status_safely(config, run_ended=True)
+    if warning:
+        print(f"Warning: {warning}")
+    print(f"Nothing changed since run {last.run_id} (finished {last.finished}): the same code, settings, "
+          "libraries and data, so every component would come from the cache. "
+          + (f"It pushed {last.pushed}." if last.pushed else "It pushed nothing.")
+          + " To run anyway: --set enable_cache=false.")
+    return True
 
 
 def _run_on_deployment(args: argparse.Namespace, config: PipelineConfig) -> int:

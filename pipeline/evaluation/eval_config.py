@@ -22,9 +22,10 @@ SLICES: tuple[tuple[str, ...], ...] = (
 SLICE_FEATURES = tuple(dict.fromkeys(name for spec in SLICES for name in spec))
 # The change threshold is widened by this much, so that a drop of exactly max_auc_drop passes.
 CHANGE_TOLERANCE = 1e-10
-# 95% intervals by TFMA's jackknife: 20 random buckets of the examples, each
-# leave-one-bucket-out sample merges the buckets' partial results, so no example is read
-# twice and candidate and baseline share the buckets (the change's interval is paired).
+# 95% intervals by TFMA's jackknife: 20 buckets of the examples (bulk_evaluation puts an
+# example in one by a hash of its bytes, TFMA at random), each leave-one-bucket-out sample
+# merges the buckets' partial results, so no example is read twice and candidate and
+# baseline share the buckets (the change's interval is paired).
 # AUC is a U-statistic, for which the jackknife's standard error is sound. TFMA's Poisson
 # bootstrap re-reads every example for each of its 20 resamples: on the shipped data
 # (4,966 eval rows, 137 slices, candidate and baseline) it had not finished in 900 s of

@@ -15,18 +15,32 @@ import re
 SPAN_FOLDER = re.compile(r"^span-(\d+)$")
 
 
-def _gfile():
-    """TensorFlow's file API (local paths and gs:// alike), imported on first use: the command
-    line reads settings, which parse `spans`, and should not pay TensorFlow's start-up for that."""
+def _gfile(path: str):
+    """The file API for `path`: Python's for a local path, TensorFlow's for a remote one (gs://
+    and the like), imported only then: the command line and a rerun's up-to-date check list
+    local spans and should not pay TensorFlow's start-up for that."""
+    if "://" not in path:
+        return _LocalFiles
     import tensorflow as tf
 
     return tf.io.gfile
 
 
+class _LocalFiles:
+    """The three calls of tf.io.gfile this module makes, for local paths."""
+    listdir = staticmethod(os.listdir)
+    isdir = staticmethod(os.path.isdir)
+
+    @staticmethod
+    def glob(pattern: str) -> list[str]:
+        import glob
+        return glob.glob(pattern)
+
+
 def list_spans(data_root: str) -> list[int]:
-    names = [name.rstrip("/") for name in _gfile().listdir(data_root)]
+    names = [name.rstrip("/") for name in _gfile(data_root).listdir(data_root)]
     spans = sorted(int(m.group(1)) for name in names
-                   if (m := SPAN_FOLDER.match(name)) and _gfile().isdir(f"{data_root}/{name}"))
+                   if (m := SPAN_FOLDER.match(name)) and _gfile(data_root).isdir(f"{data_root}/{name}"))
     if not spans:
         raise ValueError(f"{data_root} has no span-<N>/ folders; put each span's CSV files in span-1/, span-2/, ...")
     return spans
@@ -76,4 +90,4 @@ def spans_to_read(data_root: str, setting: str | int) -> list[int]:
 
 
 def span_files(data_root: str, span: int) -> list[str]:
-    return sorted(_gfile().glob(f"{data_root.rstrip('/')}/span-{span}/*.csv"))
+    return sorted(_gfile(data_root).glob(f"{data_root.rstrip('/')}/span-{span}/*.csv"))

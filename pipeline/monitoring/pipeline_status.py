@@ -2,8 +2,9 @@
 
 ML Metadata is the source of truth: every write reads all runs back from it, so the other
 outcomes keep their older times and a restored store gives the right file on the next
-write. Written at the end of every run (local runner; the Airflow DAG's end callbacks) and
-by every `taxi-pipeline monitor` pass. A failure to write it never fails a run or a pass.
+write. Written at the end of every run (local runner; the Airflow DAG's end callbacks), by a
+local rerun that found nothing changed, and by every `taxi-pipeline monitor` pass. A
+failure to write it never fails a run or a pass.
 
     taxi_pipeline_last_run_timestamp_seconds{pipeline,outcome}  end of the newest run with that outcome
     taxi_pipeline_runs_total{pipeline,outcome}                  runs with that outcome in the store
@@ -147,6 +148,15 @@ def write_prometheus(path: pathlib.Path, status: PipelineStatus) -> None:
     write_to_textfile(str(path), registry)
 
 
+def _count_confirmation(status: PipelineStatus, config: PipelineConfig) -> None:
+    """A rerun that found nothing changed (runners/up_to_date.py) ends the newest run again, now."""
+    from pipeline.runners import up_to_date
+
+    found = up_to_date.confirmed(config) if is_local(config.output_root) else None
+    if found and status.runs and status.runs[-1].run_id == found[0]:
+        status.runs[-1].ended = max(status.runs[-1].ended, found[1])
+
+
 def write_status(config: PipelineConfig, run_ended: bool = False) -> pathlib.Path | None:
     """Read the runs from ML Metadata and write `<output_root>/monitoring/pipeline.prom`.
 
@@ -158,6 +168,7 @@ def write_status(config: PipelineConfig, run_ended: bool = False) -> pathlib.Pat
         return None
     status = read_status(metadata.open_store(config.metadata_path), config.pipeline_name,
                          newest_in_progress=not run_ended and run_in_progress(config.output_root))
+    _count_confirmation(status, config)
     path = pathlib.Path(config.monitoring_dir, PROMETHEUS_FILE)
     write_prometheus(path, status)
     return path

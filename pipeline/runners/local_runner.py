@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import logging
 import os
 import pathlib
@@ -24,6 +25,7 @@ from pipeline.governance import provenance
 from pipeline.monitoring import pipeline_status
 from pipeline.pipeline import create_pipeline
 from pipeline.prepare import prepare
+from pipeline.runners import up_to_date
 from pipeline.runners.progress import ComponentProgress
 from pipeline.runners.run_lock import Guard, exclusive_run, push_summary
 
@@ -112,6 +114,7 @@ def _run_local(config: PipelineConfig, out: TextIO, guard: Guard) -> RunResult:
           f"log: {log_path}", file=out, flush=True)
     # Commit, versions and data hashes as the run starts; a line for each span changed since trained on.
     started_with = provenance.before_run(config, inputs, out)
+    _remember(config, inputs, None, None, out)  # a run that does not finish leaves nothing to short-cut to
     before = set(_run_ids(config))
     started = time.monotonic()
     error = pushed = None
@@ -143,7 +146,21 @@ def _run_local(config: PipelineConfig, out: TextIO, guard: Guard) -> RunResult:
               file=out, flush=True)
     else:
         print(f"Run {run_id} finished in {seconds:.1f} s.", file=out, flush=True)
+    _remember(config, inputs, run_id if error is None else None, pushed, out)
     return RunResult(run_id, error is None, seconds, progress.durations, pushed, error, str(log_path))
+
+
+def _remember(config: PipelineConfig, inputs, run_id: str | None, pushed: str | None, out: TextIO) -> None:
+    """What a finished run ran on, so that a rerun with nothing changed can stop at once (up_to_date.py)."""
+    try:
+        if run_id:
+            finished = datetime.datetime.now().isoformat(timespec="seconds")
+            up_to_date.remember(config, inputs, up_to_date.LastRun(run_id, finished, pushed))
+        else:
+            up_to_date.forget(config)
+    except OSError as error:  # the run stands; the next one simply runs in full
+        print(f"Warning: could not write {up_to_date.STATE_FILE} ({error}); the next run will not be "
+              "short-cut", file=out, flush=True)
 
 
 def _write_model_card(config: PipelineConfig, pushed: str, out: TextIO) -> None:

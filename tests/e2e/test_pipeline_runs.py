@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ from pipeline import metadata
 from pipeline.config import load_config
 from pipeline.runners.local_runner import run_local
 from serving.clients.request_encoding import read_csv_rows
-from tests.conftest import SMALL_RUN_SETTINGS, shipped_lines, write_span
+from tests.conftest import REPO, SMALL_RUN_SETTINGS, shipped_lines, write_span
 from tests.signature_checks import predict_both_ways
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -124,6 +126,35 @@ def test_rerun_with_nothing_changed_executes_no_component(home):
     components = {node: state for node, state in states.items() if not node.endswith("_resolver")}
     assert len(components) == 15
     assert set(components.values()) == {"CACHED"}, components
+
+
+@pytest.mark.timeout(300)
+def test_command_line_rerun_with_nothing_changed_stops_before_importing_tensorflow(home):
+    """`taxi-pipeline run` compares code, settings and data with the last finished run first
+    (pipeline/runners/up_to_date.py): nothing changed, so it names that run and makes none."""
+    from pipeline.monitoring import pipeline_status
+
+    store = metadata.open_store(str(home / "out" / "metadata.db"))
+    before = metadata.run_ids(store, "taxi-tips")
+    settings = [f"data_root={home / 'data'}", f"output_root={home / 'out'}", "spans=latest",
+                *SMALL_RUN_SETTINGS, WORSE]
+    command = [sys.executable, "-X", "importtime", "-m", "pipeline.cli.main", "run"]
+    process = subprocess.run(command + [arg for setting in settings for arg in ("--set", setting)], cwd=REPO,
+                             capture_output=True, text=True, timeout=240)
+    assert process.returncode == 0, process.stdout[-2000:] + process.stderr[-3000:]
+    assert f"Nothing changed since run {before[-1]}" in process.stdout, process.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in process.stderr.splitlines() if "|" in line}
+    assert "ml_metadata" in imported and not imported & {"tensorflow", "tfx", "apache_beam"}
+    assert metadata.run_ids(metadata.open_store(str(home / "out" / "metadata.db")), "taxi-tips") == before
+    # For the alerts it is a run that ended now with the last run's outcome.
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from pipeline.runners import up_to_date
+    run_id, confirmed = up_to_date.confirmed(_config(home, WORSE))
+    prom = (home / "out" / "monitoring" / pipeline_status.PROMETHEUS_FILE).read_text()
+    ended = {sample.labels["outcome"]: sample.value for family in text_string_to_metric_families(prom)
+             for sample in family.samples if sample.name == "taxi_pipeline_last_run_timestamp_seconds"}
+    assert run_id == before[-1] and ended["not_blessed"] == pytest.approx(confirmed)
 
 
 def test_span_that_breaks_the_schema_stops_before_transform(home):

@@ -47,6 +47,12 @@ class Recorder:
         [context_id] = self.store.put_contexts([metadata_store_pb2.Context(type_id=type_id, name=name)])
         return self.store.get_contexts_by_id([context_id])[0]
 
+    def link(self, run_id: str) -> None:
+        """LocalDagRunner makes a run's context a child of the pipeline's (execution() does not)."""
+        self.store.put_parent_contexts([metadata_store_pb2.ParentContext(
+            child_id=self.store.get_context_by_type_and_name("pipeline_run", run_id).id,
+            parent_id=self.store.get_context_by_type_and_name("pipeline", self.pipeline_name).id)])
+
     def register(self, artifact: types.Artifact) -> types.Artifact:
         """Stores an artifact on its own (no producer), so it has an id."""
         artifact.type_id = self.store.put_artifact_type(artifact.artifact_type)

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import socket
 import time
 
 import pytest
-from ml_metadata.proto import metadata_store_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline import artifacts
@@ -29,14 +29,6 @@ def _pushed_model(recorder, pushed: int, **custom):
     return model
 
 
-def _link(recorder, run_id: str) -> None:
-    """LocalDagRunner makes a run's context a child of the pipeline's (the shared recorder does not)."""
-    store = recorder.store
-    store.put_parent_contexts([metadata_store_pb2.ParentContext(
-        child_id=store.get_context_by_type_and_name("pipeline_run", run_id).id,
-        parent_id=store.get_context_by_type_and_name("pipeline", PIPELINE_NAME).id)])
-
-
 def _run(recorder, run_id: str, outcome: str, airflow: bool = False) -> None:
     """The executions a run of each outcome leaves in ML Metadata."""
     def execution(node_id, state="COMPLETE", **outputs):
@@ -44,7 +36,7 @@ def _run(recorder, run_id: str, outcome: str, airflow: bool = False) -> None:
 
     execution(artifacts.CSV_CHECK)
     if not airflow:
-        _link(recorder, run_id)
+        recorder.link(run_id)
     if outcome == "gate_stopped":
         # LocalDagRunner records the failure; TFX's Airflow launcher leaves the execution RUNNING.
         execution(artifacts.DATA_GATE, "RUNNING" if airflow else "FAILED")
@@ -129,7 +121,7 @@ def test_a_cached_push_counts_as_pushed_and_a_rollback_is_not_a_new_push(recorde
     reused = _pushed_model(recorder, 1, pushed_version="1")
     reused.id, reused.type_id = model.id, model.type_id
     recorder.execution("r2", artifacts.PUSHER, "CACHED", outputs={"pushed_model": [reused]})
-    _link(recorder, "r2")
+    recorder.link("r2")
     time.sleep(0.01)
     # `taxi-pipeline rollback` records a copy of an old PushedModel (outside any run).
     recorder.register(_pushed_model(recorder, 1, pushed_version="2", rolled_back_to="1"))
@@ -169,6 +161,25 @@ def test_a_failure_to_write_is_a_warning_naming_the_file_never_an_error(recorder
         warning = pipeline_status.write_status_safely(config, run_ended=True)
     assert warning is not None and pipeline_status.PROMETHEUS_FILE in warning and "writes it again" in warning
     assert warning in caplog.text
+
+
+def test_a_rerun_that_found_nothing_changed_ends_the_newest_run_again(recorder, config):
+    """runners/up_to_date.py: such a rerun makes no run in ML Metadata, but is one for the alerts."""
+    from pipeline.runners import up_to_date
+
+    _run(recorder, "r1", "pushed")
+    _run(recorder, "r2", "not_blessed")
+    last = "taxi_pipeline_last_run_timestamp_seconds"
+    state = pathlib.Path(config.output_root, up_to_date.STATE_FILE)
+    state.write_text(json.dumps({"run_id": "r1", "finished": "", "fingerprint": "", "confirmed": time.time()}))
+    pipeline_status.write_status(config, run_ended=True)
+    assert _series(config)[(last, "pushed")] == pytest.approx(_ends(recorder)["r1"])  # r1 is not the newest
+    state.write_text(json.dumps({"run_id": "r2", "finished": "", "fingerprint": "", "confirmed": time.time()}))
+    pipeline_status.write_status(config, run_ended=True)
+    series = _series(config)
+    assert series[(last, "not_blessed")] == pytest.approx(json.loads(state.read_text())["confirmed"])
+    assert series[(last, "not_blessed")] > _ends(recorder)["r2"]
+    assert series[("taxi_pipeline_runs_total", "not_blessed")] == 1  # runs in ML Metadata, as before
 
 
 def test_no_store_yet_writes_nothing(config):
