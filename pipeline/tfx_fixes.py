@@ -1,5 +1,5 @@
-"""Four fixes to TFX 1.16: three that a pipeline on an ML Metadata *server* (PostgreSQL) needs,
-and one that retried Airflow tasks need on any store.
+"""Five fixes to TFX 1.16: three that a pipeline on an ML Metadata *server* (PostgreSQL) needs,
+one that retried Airflow tasks need on any store, and one for Beam on this machine.
 
 They are written here because neither TFX nor ML Metadata has a release with the fix for
 this stack (TFX 1.16 is the last for TensorFlow 2.16); `apply` installs them and is called
@@ -33,20 +33,33 @@ workers) runs with them.
    JSON, whose escapes (\\n, \\") are backslashes: the insert failed, the execution stayed
    RUNNING and the run's message was the syntax error. On a server store the recorded
    message is written without them (the full message stays in the run's log).
+
+5. Every Beam component packaged TFX for nothing and left the package in /tmp. To ship TFX
+   to remote Beam workers, every Beam executor without a dependency flag builds an sdist of
+   the installed TFX (dependency_utils.make_beam_dependency_flags: about 1 s and a 42 MB
+   folder under the system temp folder, never removed). The DirectRunner, in memory or
+   with worker processes, runs on this machine's installed TFX and stages nothing, so for
+   it the arguments now stay as they are; remote runners (Dataflow, Flink, Spark) still get
+   the package. A day of test and benchmark runs had left 1,600 such folders (67 GB).
 """
 from __future__ import annotations
 
 import collections
 import json
 
+from apache_beam.options import pipeline_options
 from ml_metadata import errors as mlmd_errors
 from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata as tfx_metadata
 from tfx.orchestration.portable import cache_utils
 from tfx.orchestration.portable.mlmd import execution_lib
 from tfx.types import artifact_utils
+from tfx.utils import dependency_utils
 
 _ORIGINAL_SET_RESULT = execution_lib.set_execution_result
+_ORIGINAL_DEPENDENCY_FLAGS = dependency_utils.make_beam_dependency_flags
+# Runner names that mean Beam's DirectRunner (the default when --runner is not given).
+_DIRECT_RUNNERS = (None, "", "DirectRunner", "directrunner", "direct", "BundleBasedDirectRunner")
 _ORIGINAL_REGISTER_EXECUTION = tfx_metadata.Metadata.register_execution
 _ORIGINAL_UPDATE_EXECUTION = tfx_metadata.Metadata.update_execution
 
@@ -144,6 +157,14 @@ def _set_result_without_backslashes(execution_result, execution) -> None:
         ensure_ascii=False)
 
 
+def _dependency_flags_for_remote_runners(beam_pipeline_args: list[str]) -> list[str]:
+    """TFX's make_beam_dependency_flags, except for the DirectRunner, which needs no package (fix 5)."""
+    runner = pipeline_options.PipelineOptions(flags=beam_pipeline_args).get_all_options().get("runner")
+    if runner in _DIRECT_RUNNERS:
+        return beam_pipeline_args
+    return _ORIGINAL_DEPENDENCY_FLAGS(beam_pipeline_args)
+
+
 def apply(server_store: bool) -> None:
     """Install the fixes; the fourth only for a server store (a SQLite store keeps TFX's message as is)."""
     cache_utils._get_outputs_of_execution = _outputs_of_execution  # noqa: SLF001
@@ -151,3 +172,4 @@ def apply(server_store: bool) -> None:
     tfx_metadata.Metadata.register_execution = _register_execution_again_on_retry
     tfx_metadata.Metadata.update_execution = _update_execution_with_earlier_outputs
     execution_lib.set_execution_result = _set_result_without_backslashes if server_store else _ORIGINAL_SET_RESULT
+    dependency_utils.make_beam_dependency_flags = _dependency_flags_for_remote_runners
