@@ -59,10 +59,13 @@ def _nothing_changed(config: PipelineConfig) -> bool:
     from pipeline.monitoring import pipeline_status
     from pipeline.runners import up_to_date
 
-    last = up_to_date.unchanged_since(config)
-    if last is None:
+    try:
+        last = up_to_date.unchanged_since(config)
+        if last is None:
+            return False
+        up_to_date.confirm(config, last)
+    except Exception:  # noqa: BLE001  (a check that cannot answer is no reason not to run: the run reports)
         return False
-    up_to_date.confirm(config, last)
     warning = pipeline_status.write_status_safely(config, run_ended=True)
     if warning:
         print(f"Warning: {warning}")

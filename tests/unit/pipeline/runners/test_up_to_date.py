@@ -104,3 +104,14 @@ def test_the_check_imports_neither_tensorflow_nor_tfx(recorder, config):
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"
 
+
+
+def test_a_check_that_cannot_answer_lets_the_run_go_ahead(config, monkeypatch, capsys):
+    from pipeline.cli import pipeline_commands
+
+    def broken(_config):
+        raise OSError("store unreachable")
+
+    monkeypatch.setattr(up_to_date, "unchanged_since", broken)
+    assert pipeline_commands._nothing_changed(config) is False  # noqa: SLF001
+    assert capsys.readouterr().out == ""
