@@ -66,15 +66,20 @@ def _state_path(config: PipelineConfig) -> pathlib.Path:
     return pathlib.Path(config.output_root) / STATE_FILE
 
 
+def _write_state(config: PipelineConfig, state: dict) -> None:
+    """The record, renamed into place whole: a reader never sees half of it."""
+    path = _state_path(config)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(state, indent=1))
+    os.replace(temporary, path)
+
+
 def remember(config: PipelineConfig, inputs: PreparedInputs, last: LastRun) -> None:
     """After a run that finished: what it ran on, for the next run's check. Written whole or not at all."""
     made = fingerprint(config, inputs)
     if made is None or not is_local(config.output_root):
         return
-    path = _state_path(config)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps({"fingerprint": made, **dataclasses.asdict(last)}, indent=1))
-    os.replace(temporary, path)
+    _write_state(config, {"fingerprint": made, **dataclasses.asdict(last)})
 
 
 def forget(config: PipelineConfig) -> None:
@@ -87,12 +92,8 @@ def confirm(config: PipelineConfig, last: LastRun) -> None:
     """A rerun found nothing to do: the last run's outcome holds as of now. pipeline_status counts
     this as that run ending now, as the cached run TFX would have made did (so a schedule that
     finds nothing new does not look like a pipeline that stopped running)."""
-    path = _state_path(config)
-    state = json.loads(path.read_text())
-    state["confirmed"] = time.time()
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(state, indent=1))
-    os.replace(temporary, path)
+    state = json.loads(_state_path(config).read_text())
+    _write_state(config, {**state, "confirmed": time.time()})
 
 
 def confirmed(config: PipelineConfig) -> tuple[str, float] | None:
