@@ -18,8 +18,10 @@ $(VENV)/.installed: requirements.lock setup.py
 run: $(VENV)/.installed
 	$(BIN)/taxi-pipeline run $(ARGS)
 
+# Two workers (pytest-xdist): a pipeline test keeps about one core busy, and CI has two.
+TEST_WORKERS ?= 2
 test: lint chromium
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # Lint and import order (settings in pyproject.toml); the first thing `make test` runs.
 lint: $(VENV)/.installed

@@ -10,6 +10,7 @@ the way a real deployment connects.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
 import os
 import pathlib
@@ -17,6 +18,7 @@ import pwd
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 
 POSTGRES_SUPERUSER = "postgres"
@@ -38,6 +40,14 @@ def install_without_starting(package: str, needed_by: str) -> None:
     """apt-get install `package`, refusing every service start its scripts ask for."""
     if os.geteuid() != 0:
         raise ServiceError(f"{needed_by} needs Debian's {package}: run 'apt-get install {package}' as root")
+    # One install at a time from this program (parallel test workers, a stack and the tests):
+    # dpkg takes one lock holder, and the policy file below must not be removed under another install.
+    with open(pathlib.Path(tempfile.gettempdir()) / "taxi-pipeline-apt.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _install_refusing_starts(package)
+
+
+def _install_refusing_starts(package: str) -> None:
     policy = pathlib.Path("/usr/sbin/policy-rc.d")
     ours = not policy.exists()
     if ours:
