@@ -115,6 +115,9 @@ def create_pipeline(config: PipelineConfig, inputs: PreparedInputs, kubeflow: bo
         preprocessing_fn=config.preprocessing_fn,
         # Statistics of the transformed data double Transform's time and nothing reads them.
         disable_statistics=True,
+        # Its per-span analyzer cache is for runs that read it back (an `analyzer_cache`
+        # input); none here does, so writing it is Beam stages for nothing.
+        disable_analyzer_cache=True,
         force_tf_compat_v1=False,
         custom_config={"models_fingerprint": inputs.code_version})
     transform.add_upstream_node(data_gate)
