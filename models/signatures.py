@@ -113,7 +113,7 @@ def export(model: tf.keras.Model, transform_output: tft.TFTransformOutput, expor
 
 
 def _without_keras_traces() -> contextlib.AbstractContextManager:
-    """Save without Keras' traces of the transform layer's call (about half of the save's time).
+    """Save without Keras' traces of the transform layer's call (most of the save's time).
 
     TFT's transform layer is a Keras model, so saving the root makes Keras trace its call
     functions for a Keras reload that nothing here does: the signatures are what serves, and

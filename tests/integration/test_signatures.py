@@ -28,7 +28,7 @@ def test_signatures_are_exported(exported):
 
 
 def test_the_transform_layer_is_saved_without_keras_traces(exported_model_dir):
-    """The export skips Keras' traces of the transform layer (half its time); if tf_keras moves that
+    """The export skips Keras' traces of the transform layer (most of its time); if tf_keras moves that
     switch, the export still works but slowly, and this test says so."""
     saved = saved_model_pb2.SavedModel.FromString((exported_model_dir / "saved_model.pb").read_bytes())
     functions = [function.signature.name for function in saved.meta_graphs[0].graph_def.library.function]
