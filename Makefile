@@ -19,11 +19,11 @@ run: $(VENV)/.installed
 	$(BIN)/taxi-pipeline run $(ARGS)
 
 # Two workers (pytest-xdist): a pipeline test keeps about one core busy, and CI has two.
-# worksteal: a worker that runs dry takes queued tests from the other, so the suite does not
-# end with one worker idle while the other still has minutes of pipelines queued.
+# loadscope: each test module runs whole on one worker, so the pipeline runs its module
+# fixtures make are made once, and tests that build on the one before keep their order.
 TEST_WORKERS ?= 2
 test: lint chromium
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 # Lint and import order (settings in pyproject.toml); the first thing `make test` runs.
 lint: $(VENV)/.installed
