@@ -19,8 +19,8 @@ run: $(VENV)/.installed
 	$(BIN)/taxi-pipeline run $(ARGS)
 
 # Two workers (pytest-xdist): a pipeline test keeps about one core busy, and CI has two.
-# loadscope: each test module runs whole on one worker, so the pipeline runs its module
-# fixtures make are made once, and tests that build on the one before keep their order.
+# loadscope: each test module runs whole on one worker, so the pipelines its module
+# fixtures run are run once, and tests that build on the one before keep their order.
 TEST_WORKERS ?= 2
 test: lint chromium
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
