@@ -47,7 +47,6 @@ from __future__ import annotations
 import collections
 import json
 
-from apache_beam.options import pipeline_options
 from ml_metadata import errors as mlmd_errors
 from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata as tfx_metadata
@@ -56,10 +55,10 @@ from tfx.orchestration.portable.mlmd import execution_lib
 from tfx.types import artifact_utils
 from tfx.utils import dependency_utils
 
+from pipeline.runners import beam_profiles
+
 _ORIGINAL_SET_RESULT = execution_lib.set_execution_result
 _ORIGINAL_DEPENDENCY_FLAGS = dependency_utils.make_beam_dependency_flags
-# Runner names that mean Beam's DirectRunner (the default when --runner is not given).
-_DIRECT_RUNNERS = (None, "", "DirectRunner", "directrunner", "direct", "BundleBasedDirectRunner")
 _ORIGINAL_REGISTER_EXECUTION = tfx_metadata.Metadata.register_execution
 _ORIGINAL_UPDATE_EXECUTION = tfx_metadata.Metadata.update_execution
 
@@ -159,8 +158,7 @@ def _set_result_without_backslashes(execution_result, execution) -> None:
 
 def _dependency_flags_for_remote_runners(beam_pipeline_args: list[str]) -> list[str]:
     """TFX's make_beam_dependency_flags, except for the DirectRunner, which needs no package (fix 5)."""
-    runner = pipeline_options.PipelineOptions(flags=beam_pipeline_args).get_all_options().get("runner")
-    if runner in _DIRECT_RUNNERS:
+    if beam_profiles.runs_on_direct_runner(beam_pipeline_args):
         return beam_pipeline_args
     return _ORIGINAL_DEPENDENCY_FLAGS(beam_pipeline_args)
 

@@ -6,9 +6,10 @@ ModelEvaluation artifact with TFMA's own writers and validator and the ModelBles
 TFX's executor does: same files, same keys, same blessing rule. At 10^5 evaluation rows
 TFMA's per-example Beam evaluation took about 40 times as long as that work (issue #19).
 
-Any EvalConfig it does not compute exactly (bulk_evaluation.unsupported() names why), or a
-custom extractor or model loader in the execution properties, goes to TFX's executor
-unchanged but for one cut: TFMA's jackknife skips the private metrics it drops before
+Any EvalConfig it does not compute exactly (bulk_evaluation.unsupported() names why), a
+custom extractor or model loader in the execution properties, or Beam arguments for a
+cluster runner (the bulk path works in this process) goes to TFX's executor unchanged but
+for one cut: TFMA's jackknife skips the private metrics it drops before
 writing.
 
 The TFMA path's jackknife cut. TFMA 0.47 computes the 95% intervals by computing every
@@ -42,6 +43,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, path_utils, proto_utils
 
 from pipeline.evaluation import bulk_evaluation
+from pipeline.runners import beam_profiles
 
 log = logging.getLogger(__name__)
 # Execution properties that plug user code into TFX's executor: the bulk path has no place for it.
@@ -87,7 +89,7 @@ class Executor(tfx_evaluator.Executor):
     """TFX's Evaluator: same inputs, outputs, blessing and artifacts; see the module doc."""
 
     def Do(self, input_dict: dict[str, list], output_dict: dict[str, list], exec_properties: dict[str, Any]) -> None:
-        eval_config, reason = bulk_plan(input_dict, exec_properties)
+        eval_config, reason = bulk_plan(input_dict, exec_properties, self._beam_pipeline_args)
         if reason:
             log.info("Evaluator: TFMA's own evaluation (%s)", reason)
             with written_intervals_only():
@@ -113,9 +115,14 @@ class Executor(tfx_evaluator.Executor):
             log.info("No threshold configured, will not validate model.")
 
 
-def bulk_plan(input_dict: dict[str, list], exec_properties: dict[str, Any]) -> tuple[Any, str | None]:
+def bulk_plan(input_dict: dict[str, list], exec_properties: dict[str, Any],
+              beam_pipeline_args: list[str]) -> tuple[Any, str | None]:
     """(the EvalConfig as TFX's executor completes it, None) when the bulk path computes this
     evaluation exactly; (None, why not) otherwise."""
+    # The bulk path reads the whole eval split into this process. Beam arguments that name a
+    # cluster runner (Flink, Spark, Dataflow) say the data belongs there: TFMA runs on it.
+    if not beam_profiles.runs_on_direct_runner(beam_pipeline_args):
+        return None, "the Beam runner is not the DirectRunner: TFMA's evaluation runs on it"
     if not exec_properties.get(standard_component_specs.EVAL_CONFIG_KEY):
         return None, "no eval_config (a feature_slicing_spec)"
     if any(exec_properties.get(name) for name in USER_CODE_PROPERTIES):

@@ -6,6 +6,8 @@ pipeline config, never of the pipeline code.
 from __future__ import annotations
 
 PROFILES = ("in_memory", "multi_processing", "flink", "spark", "dataflow")
+# Runner names that mean Beam's DirectRunner (the default when --runner is not given).
+DIRECT_RUNNERS = (None, "", "DirectRunner", "directrunner", "direct", "BundleBasedDirectRunner")
 
 
 def beam_pipeline_args(profile: str, workers: int = 0, job_endpoint: str = "",
@@ -38,3 +40,10 @@ def beam_pipeline_args(profile: str, workers: int = 0, job_endpoint: str = "",
                 f"--temp_location={temp_location}"]
         return args + ([f"--max_num_workers={workers}"] if workers else [])
     raise ValueError(f"beam_profile {profile!r} is not one of {', '.join(PROFILES)}")
+
+
+def runs_on_direct_runner(beam_pipeline_args: list[str]) -> bool:
+    """Whether these arguments run Beam in this process or its children (in_memory,
+    multi_processing), rather than submit the work to a runner elsewhere."""
+    from apache_beam.options import pipeline_options  # Beam only for the components that run it
+    return pipeline_options.PipelineOptions(flags=beam_pipeline_args).get_all_options().get("runner") in DIRECT_RUNNERS

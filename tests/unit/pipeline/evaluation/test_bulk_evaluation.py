@@ -8,10 +8,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
+from google.protobuf import json_format
 from tensorflow_model_analysis.proto import config_pb2
+from tfx.types import standard_component_specs
 
 from pipeline.config import PipelineConfig
-from pipeline.evaluation import bulk_evaluation, bulk_metrics, eval_config
+from pipeline.evaluation import bulk_evaluation, bulk_metrics, eval_config, evaluator
+from pipeline.runners import beam_profiles
 
 
 def _config() -> tfma.EvalConfig:
@@ -86,3 +89,20 @@ def test_jackknife_buckets_follow_content_not_position():
 def test_a_slice_with_an_empty_sample_gets_no_interval():
     count = np.array([[40.0] + [38.0] * 20, [1.0] + [1.0] * 19 + [0.0]])
     assert bulk_metrics.complete_samples(count).tolist() == [True, False]
+
+
+@pytest.mark.parametrize("profile, settings, in_process", [
+    ("in_memory", {}, True),
+    ("multi_processing", {"workers": 2}, True),
+    ("flink", {"job_endpoint": "127.0.0.1:8099"}, False),
+    ("dataflow", {"gcp_project": "p", "gcp_region": "r", "temp_location": "gs://b/tmp"}, False),
+])
+def test_a_cluster_runner_keeps_the_evaluation_on_tfma_and_beam(profile, settings, in_process):
+    """The bulk path reads the eval split into the launcher's process: with a cluster runner the
+    evaluation stays on that runner, with the DirectRunner it goes on to the other checks."""
+    exec_properties = {standard_component_specs.EVAL_CONFIG_KEY: json_format.MessageToJson(_config())}
+    _, reason = evaluator.bulk_plan({}, exec_properties, beam_profiles.beam_pipeline_args(profile, **settings))
+    if in_process:
+        assert reason == "examples that are not one artifact of tf.Examples"
+    else:
+        assert reason == "the Beam runner is not the DirectRunner: TFMA's evaluation runs on it"

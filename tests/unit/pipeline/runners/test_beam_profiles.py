@@ -2,7 +2,7 @@
 import pytest
 
 from pipeline.config import load_config
-from pipeline.runners.beam_profiles import beam_pipeline_args
+from pipeline.runners.beam_profiles import beam_pipeline_args, runs_on_direct_runner
 
 
 def test_local_profiles():
@@ -28,3 +28,11 @@ def test_cluster_profiles():
 def test_config_rejects_incomplete_profiles(settings, message):
     with pytest.raises(ValueError, match=message):
         load_config(None, settings)
+
+
+def test_only_the_local_profiles_run_on_the_direct_runner():
+    assert runs_on_direct_runner(beam_pipeline_args("in_memory"))
+    assert runs_on_direct_runner(beam_pipeline_args("multi_processing", workers=2))
+    assert runs_on_direct_runner([])
+    assert not runs_on_direct_runner(beam_pipeline_args("spark", job_endpoint="spark:8099"))
+    assert not runs_on_direct_runner(["--runner=PortableRunner", "--job_endpoint=127.0.0.1:8099"])
