@@ -9,8 +9,7 @@ TFMA's per-example Beam evaluation took about 40 times as long as that work (iss
 Any EvalConfig it does not compute exactly (bulk_evaluation.unsupported() names why), a
 custom extractor or model loader in the execution properties, or Beam arguments for a
 cluster runner (the bulk path works in this process) goes to TFX's executor unchanged but
-for one cut: TFMA's jackknife skips the private metrics it drops before
-writing.
+for one cut: TFMA's jackknife skips the private metrics it drops before writing.
 
 The TFMA path's jackknife cut. TFMA 0.47 computes the 95% intervals by computing every
 metric on each of the 20 leave-one-bucket-out samples, then the jackknife's mean and spread
